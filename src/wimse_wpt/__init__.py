@@ -1,0 +1,42 @@
+"""wimse-wpt: demand proof that each caller is the workload it claims to be.
+
+Server side: :class:`Verifier` (framework-free) and :class:`WPTMiddleware` (ASGI).
+Client side: :class:`WPTAuth` (httpx) and :class:`SigningKey`. Testing: :class:`DevIssuer`.
+"""
+
+from .anchors import KeySet, KeySource, KeysUnavailable, StaticKeys, TrustAnchors
+from .client import SigningKey, WPTAuth, mint_wpt, target_uri
+from .devissuer import DevIssuer
+from .identifiers import IdentifierPattern, WorkloadIdentifier, parse_identifier
+from .problems import CATALOG, Problem, Profile, VerificationError
+from .replay import MemoryReplayCache, RedisReplayCache, ReplayCache, ReplayCacheFull, ReplayStoreUnavailable
+from .tokens import token_hash
+from .verifier import VerifiedWorkload, Verifier
+
+__all__ = [
+    "CATALOG",
+    "DevIssuer",
+    "IdentifierPattern",
+    "KeySet",
+    "KeySource",
+    "KeysUnavailable",
+    "MemoryReplayCache",
+    "Problem",
+    "Profile",
+    "RedisReplayCache",
+    "ReplayCache",
+    "ReplayCacheFull",
+    "ReplayStoreUnavailable",
+    "SigningKey",
+    "StaticKeys",
+    "TrustAnchors",
+    "VerificationError",
+    "VerifiedWorkload",
+    "Verifier",
+    "WPTAuth",
+    "WorkloadIdentifier",
+    "mint_wpt",
+    "parse_identifier",
+    "target_uri",
+    "token_hash",
+]

@@ -1,0 +1,168 @@
+"""The client side: a workload's signing key, WPT minting, and an httpx auth that signs
+every outgoing request.
+
+``WPTAuth`` follows httpx's own auth flows: one generator serves ``httpx.Client`` and
+``httpx.AsyncClient``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from .problems import PROFILES, Profile
+from .tokens import ALGORITHMS, sign_compact, token_hash
+
+_CURVE_FOR = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521", "EdDSA": "Ed25519", "Ed25519": "Ed25519"}
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A private key with the JWS alg it signs under (the ``alg`` of its public JWK)."""
+
+    key: Any  # a joserfc private key
+    alg: str
+
+    @classmethod
+    def generate(cls, alg: str = "ES256") -> SigningKey:
+        if alg not in ALGORITHMS:
+            raise ValueError(f"unsupported alg {alg!r}")
+        kty = ALGORITHMS[alg].kty
+        if kty == "EC":
+            key: Any = ECKey.generate_key(_CURVE_FOR[alg])
+        elif kty == "OKP":
+            key = OKPKey.generate_key(_CURVE_FOR[alg])
+        else:
+            key = RSAKey.generate_key(2048)
+        return cls(key, alg)
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any], alg: str | None = None) -> SigningKey:
+        """Load a private JWK; ``alg`` defaults to the JWK's own ``alg`` member."""
+        chosen = alg or jwk.get("alg")
+        if not isinstance(chosen, str) or chosen not in ALGORITHMS:
+            raise ValueError("the key needs a supported alg")
+        importer = {"EC": ECKey, "OKP": OKPKey, "RSA": RSAKey}[ALGORITHMS[chosen].kty]
+        key = importer.import_key(dict(jwk))
+        if not key.is_private:
+            raise ValueError("a signing key must be private")
+        return cls(key, chosen)
+
+    def public_jwk(self, **members: Any) -> dict[str, Any]:
+        """The public JWK with ``alg`` set: what a WIT's ``cnf.jwk`` carries."""
+        jwk = self.key.as_dict(private=False)
+        jwk.pop("d", None)
+        jwk["alg"] = self.alg
+        jwk.update(members)
+        return jwk
+
+    def sign(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+        """Sign ``claims``; a header or claim member set to None is left out."""
+        head = {k: v for k, v in {"alg": self.alg, **header}.items() if v is not None}
+        return sign_compact(head, {k: v for k, v in claims.items() if v is not None}, self.key)
+
+
+def target_uri(url: httpx.URL | str) -> str:
+    """The request's target URI without query or fragment: the ``aud`` of its WPT."""
+    url = httpx.URL(url)
+    path = url.raw_path.split(b"?", 1)[0].decode("ascii") or "/"
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{path}"
+
+
+def mint_wpt(
+    key: SigningKey,
+    wit: str,
+    aud: str,
+    *,
+    lifetime: float = 60,
+    bearer: str | None = None,
+    txn_token: str | None = None,
+    other_tokens: Mapping[str, str] | None = None,
+    jti: str | None = None,
+    now: float | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
+    header: Mapping[str, Any] | None = None,
+) -> str:
+    """Mint one WPT: ``aud``, ``exp``, a 128-bit random ``jti``, ``wth``, and the hashes of
+    any bearer (``ath``), Txn-Token (``tth``) and other tokens (``oth``, by header name).
+    ``extra_claims`` and ``header`` override anything (tests use them to break rules)."""
+    issued = time.time() if now is None else now
+    claims: dict[str, Any] = {
+        "aud": aud,
+        "exp": int(issued + lifetime),
+        "jti": jti if jti is not None else secrets.token_urlsafe(16),
+        "wth": token_hash(wit),
+    }
+    if bearer is not None:
+        claims["ath"] = token_hash(bearer)
+    if txn_token is not None:
+        claims["tth"] = token_hash(txn_token)
+    if other_tokens:
+        claims["oth"] = {name.lower(): token_hash(value.strip(" \t")) for name, value in other_tokens.items()}
+    claims.update(extra_claims or {})
+    return key.sign({"typ": "wpt+jwt", **(header or {})}, claims)
+
+
+class WPTAuth(httpx.Auth):
+    """Sign every request: the WIT header plus a fresh WPT bound to the request.
+
+    Args:
+        key: the workload's private key (the one the WIT's ``cnf.jwk`` names).
+        wit: the WIT, or a callable returning it (re-read on every request, so a rotated
+            WIT is picked up without rebuilding the client).
+        profile: ``"wpt-01"`` (``Workload-Proof-Token`` header; a bearer token in
+            ``Authorization`` is bound with ``ath``) or ``"wpt-02"`` (``Authorization: WPT``).
+        lifetime: seconds until each WPT expires.
+        oth_headers: request headers whose values the WPT binds in ``oth`` when present.
+    """
+
+    def __init__(
+        self,
+        key: SigningKey,
+        wit: str | Callable[[], str],
+        *,
+        profile: Profile = "wpt-01",
+        lifetime: float = 60,
+        oth_headers: Iterable[str] = (),
+    ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
+        if not 0 < lifetime <= 300:
+            raise ValueError("lifetime must be more than 0 and at most 300 seconds")
+        self._key = key
+        self._wit = wit if callable(wit) else (lambda: wit)
+        self._profile = profile
+        self._lifetime = lifetime
+        self._oth = tuple(h.lower() for h in ([oth_headers] if isinstance(oth_headers, str) else oth_headers))
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        wit = self._wit()
+        authorization = request.headers.get("authorization")
+        bearer = None
+        if authorization is not None:
+            if self._profile == "wpt-02":
+                raise ValueError("under wpt-02 the WPT travels in Authorization; the request already has one")
+            scheme, _, token = authorization.partition(" ")
+            bearer = token.strip() if scheme.lower() == "bearer" else None
+        others = {name: request.headers[name] for name in self._oth if name in request.headers}
+        proof = mint_wpt(
+            self._key,
+            wit,
+            target_uri(request.url),
+            lifetime=self._lifetime,
+            bearer=bearer,
+            txn_token=request.headers.get("txn-token"),
+            other_tokens=others or None,
+        )
+        request.headers["Workload-Identity-Token"] = wit
+        if self._profile == "wpt-02":
+            request.headers["Authorization"] = f"WPT {proof}"
+        else:
+            request.headers["Workload-Proof-Token"] = proof
+        yield request

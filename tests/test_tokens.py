@@ -1,0 +1,209 @@
+"""The JOSE layer against Wycheproof, plus key hygiene and configuration errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from wimse_wpt import DevIssuer, IdentifierPattern, TrustAnchors, Verifier
+from wimse_wpt.tokens import TokenError, check_algorithms, import_public_key, parse_compact
+
+from .conftest import ORIGIN, VECTORS
+
+WYCHEPROOF = VECTORS / "wycheproof"
+SIGNATURE_FILES = {
+    "ecdsa_secp256r1_sha256_p1363_test.json": "ES256",
+    "ecdsa_secp384r1_sha384_p1363_test.json": "ES384",
+    "ed25519_test.json": "EdDSA",
+    "rsa_signature_2048_sha256_test.json": "RS256",
+    "rsa_pss_2048_sha256_mgf1_32_test.json": "PS256",
+}
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = WYCHEPROOF / name
+    if not path.exists():
+        pytest.skip(f"Wycheproof vectors are not at {path} (shared/ absent)")
+    return json.loads(path.read_text())
+
+
+def _jwk(group: dict[str, Any]) -> dict[str, Any] | None:
+    jwk = group.get("publicKeyJwk") or group.get("keyJwk") or group.get("public")
+    if jwk is None:
+        return None
+    return {k: v for k, v in jwk.items() if k not in ("kid", "alg")}
+
+
+@pytest.mark.parametrize("name", list(SIGNATURE_FILES))
+def test_wycheproof_signatures(name: str) -> None:
+    alg = SIGNATURE_FILES[name]
+    data = _load(name)
+    checked = 0
+    for group in data["testGroups"]:
+        jwk = _jwk(group)
+        if jwk is None:
+            continue
+        try:
+            key = import_public_key(jwk, frozenset({alg}))
+        except TokenError:
+            # Refused at import (RSA under 2048 bits, odd exponents): never used to verify.
+            continue
+        for case in group["tests"]:
+            ok = key.verify(alg, bytes.fromhex(case["msg"]), bytes.fromhex(case["sig"]))
+            if case["result"] == "valid":
+                assert ok, (name, case["tcId"], case["comment"])
+            elif case["result"] == "invalid":
+                assert not ok, (name, case["tcId"], case["comment"])
+            checked += 1
+    assert checked > 100
+
+
+def _jws_cases() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    data = _load("json_web_signature_test.json")
+    key_data = _load("json_web_key_test.json")
+    cases = []
+    for source in (data, key_data):
+        for group in source["testGroups"]:
+            for case in group["tests"]:
+                cases.append((f"{group['comment']}-{case['tcId']}", group, case))
+    return cases
+
+
+def test_wycheproof_jws_and_jwk_cases() -> None:
+    """Whole JWS: a signature is accepted only where Wycheproof says valid, the alg is
+    asymmetric and the key passes our hygiene; HMAC and alg confusion never pass."""
+    accepted = 0
+    for label, group, case in _jws_cases():
+        public = group.get("public")
+        token = case["jws"].encode()
+        try:
+            compact = parse_compact(token)
+            alg = compact.header["alg"]
+            key = import_public_key(public) if public else None
+        except (TokenError, KeyError):
+            continue  # refused before any signature work
+        if key is None or not key.verify(alg, compact.signing_input, compact.signature):
+            continue
+        assert case["result"] != "invalid", label
+        assert not alg.startswith("HS") and alg != "none", label
+        accepted += 1
+    assert accepted > 10
+
+
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        {"kty": "oct", "k": "c2VjcmV0"},
+        {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+        {"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"},
+        {"kty": "OKP", "crv": "X25519", "x": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+        {"kty": "RSA", "n": "AQAB", "e": "AQAB"},
+        "not-a-dict",
+    ],
+)
+def test_bad_public_keys_refused(jwk: Any) -> None:
+    with pytest.raises(TokenError):
+        import_public_key(jwk)
+
+
+def test_off_curve_point_refused() -> None:
+    jwk = DevIssuer(alg="ES256").jwks["keys"][0]
+    # Flip a bit of y: the point leaves the curve.
+    import base64
+
+    y = bytearray(base64.urlsafe_b64decode(jwk["y"] + "="))
+    y[-1] ^= 1
+    bad = dict(jwk, y=base64.urlsafe_b64encode(bytes(y)).rstrip(b"=").decode())
+    with pytest.raises(TokenError):
+        import_public_key(bad)
+
+
+def test_json_edge_cases_refused_cleanly() -> None:
+    import base64
+
+    def token(header: bytes) -> bytes:
+        return base64.urlsafe_b64encode(header).rstrip(b"=") + b".e30.AAAA"
+
+    for header in [b"[" * 5000 + b"]" * 5000, b'{"alg":NaN}', b'{"a":1,"a":2}', b"\xff\xfe", b'{"n":' + b"9" * 5000 + b"}"]:
+        with pytest.raises(TokenError):
+            parse_compact(token(header), 65536)
+
+
+@pytest.mark.parametrize("algs", [["none"], ["HS256"], ["ES256", "HS512"], [], "ES256"])
+def test_none_and_hmac_cannot_be_configured(algs: Any) -> None:
+    with pytest.raises(ValueError):
+        check_algorithms(algs)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"origins": ["https://x.example/path"]},
+        {"origins": ["ftp://x.example"]},
+        {"origins": ["https://user@x.example"]},
+        {"origins": []},
+        {"profile": "wpt-03"},
+        {"oth_headers": ["Authorization"]},
+        {"oth_headers": ["bad header"]},
+        {"audiences": ["not a uri"]},
+        {"leeway": -1},
+        {"max_wpt_lifetime": 0},
+        {"max_token_bytes": 10},
+        {"algorithms": ["HS256"]},
+        {"replay_cache": object()},
+    ],
+)
+def test_bad_configuration_is_a_clear_error(options: dict[str, Any]) -> None:
+    issuer = DevIssuer()
+    origins = options.pop("origins", [ORIGIN])
+    with pytest.raises(ValueError):
+        Verifier({"example.com": issuer.jwks}, origins, **options)
+
+
+@pytest.mark.parametrize(
+    "anchors",
+    [
+        {},
+        {"Example.com": {"keys": []}},
+        {"example.com": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}},
+        {"example.com": {"nokeys": []}},
+        {"example.com": []},
+    ],
+)
+def test_bad_trust_anchors_are_a_clear_error(anchors: Any) -> None:
+    with pytest.raises(ValueError):
+        TrustAnchors(anchors)
+
+
+def test_duplicate_kids_and_private_keys_are_configuration_errors() -> None:
+    issuer = DevIssuer(kid="k")
+    jwk = issuer.jwks["keys"][0]
+    with pytest.raises(ValueError, match="more than once"):
+        TrustAnchors({"example.com": {"keys": [jwk, dict(jwk)]}})
+    private = issuer.key.key.as_dict(private=True)
+    with pytest.raises(ValueError, match="private"):
+        TrustAnchors({"example.com": {"keys": [private]}})
+
+
+def test_encryption_keys_in_a_jwks_are_ignored() -> None:
+    issuer = DevIssuer(kid="k")
+    enc = dict(DevIssuer(kid="e").jwks["keys"][0], use="enc")
+    anchors = TrustAnchors({"example.com": {"keys": [issuer.jwks["keys"][0], enc]}})
+    assert anchors.trust_domains == {"example.com"}
+
+
+def test_identifier_patterns() -> None:
+    everyone = IdentifierPattern("wimse://example.com/*")
+    billing = IdentifierPattern("wimse://example.com/billing/*")
+    exact = IdentifierPattern("spiffe://example.com/ns/a")
+    assert everyone.matches("wimse://example.com/x")
+    assert not everyone.matches("wimse://example.com.evil/x")
+    assert billing.matches("wimse://example.com/billing/api")
+    assert not billing.matches("wimse://example.com/billing-x/api")
+    assert exact.matches("spiffe://example.com/ns/a") and not exact.matches("spiffe://example.com/ns/ab")
+    for bad in ["wimse://Example.com/*", "https://example.com/*", "wimse://example.com/a/", "*"]:
+        with pytest.raises(ValueError):
+            IdentifierPattern(bad)
+

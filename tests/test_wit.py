@@ -1,0 +1,299 @@
+"""Every WIT rule, accepted and rejected, with tokens minted by the package's dev issuer."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from wimse_wpt import DevIssuer, KeySet, SigningKey, StaticKeys, TrustAnchors
+from wimse_wpt.tokens import sign_compact
+
+from .conftest import IDENTIFIER, NOW, World, sign_raw
+
+
+def b64(data: bytes | dict[str, Any]) -> str:
+    if isinstance(data, dict):
+        data = json.dumps(data).encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def test_valid_wit_and_wpt_accepted(world: World) -> None:
+    workload = await world.verify()
+    assert workload.identifier == IDENTIFIER
+    assert workload.trust_domain == "example.com"
+    assert workload.wit_claims["sub"] == IDENTIFIER
+    assert workload.wpt_claims["aud"] == "https://workload.example.com/path"
+    assert workload.bound_tokens == frozenset()
+
+
+async def test_missing_wit(world: World) -> None:
+    headers = [h for h in world.headers() if h[0] != b"workload-identity-token"]
+    assert (await world.reject(headers)).code == "wit-missing"
+
+
+async def test_two_wit_fields_or_comma_joined_values(world: World) -> None:
+    twice = world.headers() + [(b"workload-identity-token", world.wit.encode())]
+    assert (await world.reject(twice)).code == "wit-multiple"
+    joined = world.headers(None, f"{world.wit}, {world.wit}")
+    assert (await world.reject(joined)).code == "wit-multiple"
+
+
+async def test_oversized_wit_refused_before_parsing(world: World) -> None:
+    huge = "a" * 9000 + "." + "b" * 10 + "." + "c" * 10
+    assert (await world.reject(world.headers(world.wpt(wit=huge), huge))).code == "wit-too-large"
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t + ".x",  # four parts
+        lambda t: t.rsplit(".", 1)[0],  # two parts
+        lambda t: t.replace(".", "=.", 1),  # padding
+        lambda t: t.replace(".", " .", 1),  # whitespace
+        lambda t: "!" + t,  # not base64url
+        lambda t: "e30." + t.split(".", 1)[1][:-1] + "+",  # "+" is base64, not base64url
+    ],
+    ids=["four-parts", "two-parts", "padding", "whitespace", "bad-char", "plus"],
+)
+async def test_malformed_wit(world: World, mangle: Any) -> None:
+    bad = mangle(world.wit)
+    assert (await world.reject(world.headers(world.wpt(wit=bad), bad))).code == "wit-malformed"
+
+
+async def test_non_canonical_base64_tail_bits_rejected(world: World) -> None:
+    head, body, sig = world.wit.split(".")
+    # Flip the unused low bits of the last character: same bytes to a lax decoder.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    pad_bits = {2: 4, 3: 2}.get(len(sig) % 4, 0)
+    assert pad_bits, "the signature length leaves spare bits"
+    last = alphabet.index(sig[-1])
+    tweaked = sig[:-1] + alphabet[last | 1]
+    assert tweaked != sig
+    bad = f"{head}.{body}.{tweaked}"
+    assert (await world.reject(world.headers(world.wpt(wit=bad), bad))).code == "wit-malformed"
+
+
+async def test_duplicate_json_member_names_rejected(world: World) -> None:
+    head, body, sig = world.wit.split(".")
+    claims = base64.urlsafe_b64decode(body + "==").decode()
+    duplicated = claims[:-1] + ',"sub":"wimse://example.com/other"}'
+    bad = f"{head}.{b64(duplicated.encode())}.{sig}"
+    assert (await world.reject(world.headers(world.wpt(wit=bad), bad))).code == "wit-malformed"
+
+
+@pytest.mark.parametrize("typ", ["jwt", "wpt+jwt", None, "application/wit+jwt; x=1"])
+async def test_wit_type_must_be_wit_jwt(world: World, typ: str | None) -> None:
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, header={"typ": typ})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-type"
+
+
+@pytest.mark.parametrize("typ", ["application/wit+jwt", "WIT+JWT", "Application/Wit+Jwt"])
+async def test_wit_type_compares_as_a_media_type(world: World, typ: str) -> None:
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, header={"typ": typ})
+    assert (await world.verify(world.headers(world.wpt(wit=wit), wit))).identifier == IDENTIFIER
+
+
+@pytest.mark.parametrize("alg", ["none", "HS256", "RS1"])
+async def test_wit_alg_none_or_symmetric_rejected(world: World, alg: str) -> None:
+    wit = world.wit.split(".")
+    head = {"alg": alg, "typ": "wit+jwt", "kid": world.issuer.kid}
+    bad = f"{b64(head)}.{wit[1]}.{wit[2]}"
+    assert (await world.reject(world.headers(world.wpt(wit=bad), bad))).code == "wit-alg"
+
+
+async def test_wit_alg_outside_the_configured_allow_list_rejected() -> None:
+    issuer = DevIssuer("example.com", alg="ES384")
+    with pytest.raises(ValueError, match="not an allowed"):
+        World(anchors={"example.com": issuer.jwks}, algorithms=["ES256", "Ed25519"])
+    # A WIT whose header names an alg outside the allow-list is refused before any key lookup.
+    world = World("ES256", "Ed25519", algorithms=["ES256", "Ed25519"])
+    head = {"alg": "ES384", "typ": "wit+jwt", "kid": world.issuer.kid}
+    wit = b64(head) + world.wit[world.wit.index(".") :]
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-alg"
+
+
+async def test_wit_with_crit_rejected(world: World) -> None:
+    claims = json.loads(base64.urlsafe_b64decode(world.wit.split(".")[1] + "=="))
+    header = {"typ": "wit+jwt", "kid": world.issuer.kid, "crit": ["x-ext"], "x-ext": 1}
+    wit = sign_raw(world.issuer.key, header, claims)
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-crit"
+
+
+@pytest.mark.parametrize(
+    "sub",
+    [
+        None,
+        42,
+        "wimse://Example.com/specific-workload",  # trust domain case
+        "WIMSE://example.com/specific-workload",  # scheme case
+        "wimse://example.com/specific-workload/",  # trailing slash
+        "wimse://example.com/specific%2Dworkload",  # percent-encoding
+        "wimse://example.com/a/../specific-workload",  # dot segment
+        "wimse://example.com//specific-workload",  # empty segment
+        "wimse://example.com:443/specific-workload",  # port
+        "wimse://user@example.com/specific-workload",  # userinfo
+        "wimse://example.com/specific-workload?x=1",  # query
+        "wimse://example.com/specific-workload#f",  # fragment
+        "wimse://example.com./specific-workload",  # trailing dot
+        "wimse://example.com",  # no path
+        "spiffe://example.com/a~b",  # "~" is not in SPIFFE IDs
+        "https://example.com/specific-workload",  # not a workload identifier scheme
+        "wimse://example.com/" + "a" * 2048,  # over 2048 octets
+    ],
+)
+async def test_non_canonical_subject_rejected_not_repaired(world: World, sub: Any) -> None:
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"sub": sub})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-subject"
+
+
+async def test_spiffe_identifier_accepted(world: World) -> None:
+    wit = world.issuer.issue_wit("spiffe://example.com/ns/prod/sa/api", world.key, now=NOW)
+    workload = await world.verify(world.headers(world.wpt(wit=wit), wit))
+    assert workload.identifier == "spiffe://example.com/ns/prod/sa/api"
+
+
+async def test_subject_of_an_untrusted_domain_rejected(world: World) -> None:
+    other = DevIssuer("other.example", alg="ES256")
+    wit = other.issue_wit("wimse://other.example/specific-workload", world.key, now=NOW)
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-trust-domain"
+
+
+async def test_wit_signed_by_another_domains_issuer_for_our_domain_rejected(world: World) -> None:
+    # An issuer of another domain claims a workload of ours, reusing our kid.
+    impostor = DevIssuer("example.com", alg=world.issuer.key.alg, kid=world.issuer.kid)
+    wit = impostor.issue_wit(IDENTIFIER, world.key, now=NOW)
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-signature"
+
+
+async def test_unknown_kid_rejected(world: World) -> None:
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, header={"kid": "not-a-kid"})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-key-unknown"
+
+
+async def test_wit_without_kid_verifies_when_one_anchor_key_fits(world: World) -> None:
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, header={"kid": None})
+    assert (await world.verify(world.headers(world.wpt(wit=wit), wit))).identifier == IDENTIFIER
+
+
+async def test_wit_without_kid_rejected_when_anchor_keys_are_ambiguous() -> None:
+    first = DevIssuer("example.com", alg="ES256", kid="one")
+    second = DevIssuer("example.com", alg="ES256", kid="two")
+    jwks = {"keys": first.jwks["keys"] + second.jwks["keys"]}
+    world = World("ES256", "Ed25519", anchors={"example.com": jwks})
+    world.issuer = first
+    wit = first.issue_wit(IDENTIFIER, world.key, now=NOW, header={"kid": None})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-key-unknown"
+    with_kid = first.issue_wit(IDENTIFIER, world.key, now=NOW)
+    assert (await world.verify(world.headers(world.wpt(wit=with_kid), with_kid))).identifier == IDENTIFIER
+
+
+async def test_keys_named_in_the_wit_header_are_never_used(world: World) -> None:
+    # The attacker signs with its own key and names it in jwk/jku/x5u: the anchor decides.
+    attacker = SigningKey.generate(world.issuer.key.alg)
+    header = {
+        "typ": "wit+jwt",
+        "kid": world.issuer.kid,
+        "jwk": attacker.public_jwk(),
+        "jku": "https://attacker.example/jwks",
+        "x5u": "https://attacker.example/cert",
+    }
+    claims = json.loads(base64.urlsafe_b64decode(world.wit.split(".")[1] + "=="))
+    wit = attacker.sign(header, claims)
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-signature"
+
+
+async def test_wit_exp_required_not_passed_and_not_too_far(world: World) -> None:
+    no_exp = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"exp": None})
+    assert (await world.reject(world.headers(world.wpt(wit=no_exp), no_exp))).code == "wit-claim-invalid"
+    string_exp = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"exp": str(NOW + 60)})
+    assert (await world.reject(world.headers(world.wpt(wit=string_exp), string_exp))).code == "wit-claim-invalid"
+    expired = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW - 7200)
+    assert (await world.reject(world.headers(world.wpt(wit=expired), expired))).code == "wit-expired"
+    far = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, lifetime=30 * 86400)
+    assert (await world.reject(world.headers(world.wpt(wit=far), far))).code == "wit-lifetime"
+
+
+async def test_cached_wit_still_expires(world: World) -> None:
+    await world.verify()
+    world.now = NOW + 3600  # the WIT's exp
+    assert (await world.reject(world.headers(world.wpt()))).code == "wit-expired"
+
+
+@pytest.mark.parametrize(
+    "cnf",
+    [
+        None,
+        {},
+        {"jwk": "not-an-object"},
+        "private",
+        "no-alg",
+        {"jwk": {"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}},
+        "alg-none",
+        "wrong-kty-for-alg",
+        "rsa-1024",
+        "use-enc",
+    ],
+)
+async def test_bad_confirmation_key_rejected(world: World, cnf: Any) -> None:
+    jwk = world.key.public_jwk()
+    if cnf == "private":
+        cnf = {"jwk": world.key.key.as_dict(private=True) | {"alg": world.key.alg}}
+    elif cnf == "no-alg":
+        cnf = {"jwk": {k: v for k, v in jwk.items() if k != "alg"}}
+    elif cnf == "alg-none":
+        cnf = {"jwk": jwk | {"alg": "none"}}
+    elif cnf == "wrong-kty-for-alg":
+        cnf = {"jwk": jwk | {"alg": "RS256" if jwk["kty"] != "RSA" else "ES256"}}
+    elif cnf == "rsa-1024":
+        from joserfc.jwk import RSAKey
+
+        with pytest.warns(UserWarning):  # joserfc warns too; the verifier refuses
+            small = RSAKey.generate_key(1024)
+        cnf = {"jwk": small.as_dict(private=False) | {"alg": "RS256"}}
+    elif cnf == "use-enc":
+        cnf = {"jwk": jwk | {"use": "enc"}}
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"cnf": cnf})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-cnf"
+
+
+class CountingSource:
+    """A key source that counts how often the verifier asks it for keys."""
+
+    def __init__(self, jwks: dict[str, Any]) -> None:
+        self.inner = StaticKeys(jwks)
+        self.calls = 0
+        self.generation = 0
+
+    async def keys(self) -> KeySet:
+        self.calls += 1
+        return await self.inner.keys()
+
+    async def refresh(self) -> KeySet:
+        return await self.inner.keys()
+
+
+async def test_a_verified_wit_is_not_verified_again_until_its_keys_change() -> None:
+    issuer_world = World()
+    source = CountingSource(issuer_world.issuer.jwks)
+    world = World(anchors=TrustAnchors({"example.com": source}))
+    world.issuer, world.key, world.wit = issuer_world.issuer, issuer_world.key, issuer_world.wit
+    for _ in range(3):
+        await world.verify(world.headers(world.wpt()))
+    assert source.calls == 1
+    source.generation += 1  # the trust domain's keys changed: the cached WIT is checked again
+    await world.verify(world.headers(world.wpt()))
+    assert source.calls == 2
+
+
+async def test_every_algorithm_signs_and_verifies_both_tokens() -> None:
+    for alg in ["ES256", "ES384", "ES512", "EdDSA", "Ed25519", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]:
+        world = World(alg, alg)
+        assert (await world.verify()).identifier == IDENTIFIER, alg
+
+
+def test_sign_compact_refuses_unsupported_algs() -> None:
+    with pytest.raises(ValueError):
+        sign_compact({"alg": "HS256"}, {}, None)

@@ -1,0 +1,395 @@
+"""Every WPT rule under both profiles: structure, alg, signature, typ, aud, exp, wth,
+ath/tth/oth, and the replay check."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from wimse_wpt import (
+    MemoryReplayCache,
+    ReplayCacheFull,
+    ReplayStoreUnavailable,
+    SigningKey,
+    VerificationError,
+    Verifier,
+)
+
+from wimse_wpt.replay import replay_key
+
+from .conftest import IDENTIFIER, NOW, ORIGIN, TARGET, World, sign_raw
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+
+
+# --- presence and structure ---------------------------------------------------------------
+
+
+async def test_missing_wpt(world: World) -> None:
+    headers = [h for h in world.headers() if h[0] != b"workload-proof-token"]
+    problem = await world.reject(headers)
+    assert (problem.code, problem.status) == ("wpt-missing", 400)
+
+
+async def test_two_wpt_fields_or_comma_joined(world: World) -> None:
+    twice = world.headers() + [(b"workload-proof-token", world.wpt().encode())]
+    assert (await world.reject(twice)).code == "wpt-multiple"
+    assert (await world.reject(world.headers(f"{world.wpt()},{world.wpt()}"))).code == "wpt-multiple"
+
+
+async def test_oversized_wpt(world: World) -> None:
+    assert (await world.reject(world.headers("x" * 9000))).code == "wpt-too-large"
+
+
+@pytest.mark.parametrize("bad", ["abc", "a.b", "a.b.c.d", "e30.e30.", "e30=.e30.AA", "e30 .e30.AA", "!!.e30.AA"])
+async def test_malformed_wpt(world: World, bad: str) -> None:
+    assert (await world.reject(world.headers(bad))).code == "wpt-malformed"
+
+
+async def test_wpt_claims_must_be_a_json_object(world: World) -> None:
+    for payload in ([1, 2], "text", None):
+        token = sign_raw(world.key, {"typ": "wpt+jwt"}, {})  # valid structure...
+        head, _, sig = token.split(".")
+        body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+        assert (await world.reject(world.headers(f"{head}.{body}.{sig}"))).code == "wpt-malformed"
+
+
+async def test_wpt_typ_must_be_wpt_jwt(world: World) -> None:
+    for typ in ("jwt", "wit+jwt", None, "dpop+jwt"):
+        assert (await world.reject(world.headers(world.wpt(header={"typ": typ})))).code == "wpt-type"
+    assert (await world.verify(world.headers(world.wpt(header={"typ": "application/WPT+JWT"})))).identifier
+
+
+async def test_wpt_with_crit_rejected(world: World) -> None:
+    claims = claims_of(world.wpt())
+    token = sign_raw(world.key, {"typ": "wpt+jwt", "crit": ["x-ext"], "x-ext": 1}, claims)
+    assert (await world.reject(world.headers(token))).code == "wpt-crit"
+
+
+# --- alg and signature ---------------------------------------------------------------------
+
+
+async def test_alg_must_string_equal_the_confirmation_keys_alg() -> None:
+    # "EdDSA" and "Ed25519" name the same signature over the same key, yet differ as strings.
+    world = World("ES256", "EdDSA")
+    as_ed25519 = SigningKey(world.key.key, "Ed25519")
+    assert (await world.reject(world.headers(world.wpt(key=as_ed25519)))).code == "wpt-alg"
+    world = World("ES256", "Ed25519")
+    as_eddsa = SigningKey(world.key.key, "EdDSA")
+    assert (await world.reject(world.headers(world.wpt(key=as_eddsa)))).code == "wpt-alg"
+
+
+async def test_wpt_signed_by_another_key_rejected(world: World) -> None:
+    other = SigningKey.generate(world.key.alg)
+    assert (await world.reject(world.headers(world.wpt(key=other)))).code == "wpt-signature"
+
+
+async def test_wpt_signature_tampered_rejected(world: World) -> None:
+    head, body, sig = world.wpt().split(".")
+    flipped = ("B" if sig[0] == "A" else "A") + sig[1:]
+    assert (await world.reject(world.headers(f"{head}.{body}.{flipped}"))).code == "wpt-signature"
+
+
+async def test_key_in_the_wpt_header_is_never_used(world: World) -> None:
+    attacker = SigningKey.generate(world.key.alg)
+    claims = claims_of(world.wpt())
+    token = sign_raw(attacker, {"typ": "wpt+jwt", "jwk": attacker.public_jwk(), "x5c": ["AAAA"]}, claims)
+    assert (await world.reject(world.headers(token))).code == "wpt-signature"
+
+
+# --- aud -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://workload.example.com/path",
+        "https://workload.example.com/path?q=1",  # query ignored
+        "https://workload.example.com/path#frag",  # fragment ignored
+        "HTTPS://WORKLOAD.EXAMPLE.COM/path",  # scheme and host case
+        "https://workload.example.com:443/path",  # default port
+        "https://workload.example.com/%70ath",  # percent-encoded unreserved character
+    ],
+)
+async def test_aud_matches_target_uri_after_normalization(world: World, aud: str) -> None:
+    assert (await world.verify(world.headers(world.wpt(aud=aud)))).identifier == IDENTIFIER
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://workload.example.com/Path",  # path case is significant
+        "https://workload.example.com/path/",  # trailing slash is significant
+        "https://workload.example.com/other",
+        "http://workload.example.com/path",  # scheme
+        "https://workload.example.com:8443/path",  # port
+        "https://evil.example/path",
+        "https://user@workload.example.com/path",
+        "/path",
+        "",
+    ],
+)
+async def test_aud_not_matching_rejected(world: World, aud: str) -> None:
+    assert (await world.reject(world.headers(world.wpt(aud=aud)))).code == "wpt-audience"
+
+
+async def test_aud_is_never_built_from_host_or_forwarded_headers(world: World) -> None:
+    token = world.wpt(aud="https://evil.example/path")
+    headers = [h for h in world.headers(token) if h[0] != b"host"] + [
+        (b"host", b"evil.example"),
+        (b"x-forwarded-host", b"evil.example"),
+        (b"x-forwarded-proto", b"https"),
+        (b"forwarded", b"host=evil.example;proto=https"),
+    ]
+    assert (await world.reject(headers)).code == "wpt-audience"
+
+
+async def test_aud_must_be_a_string(world: World) -> None:
+    token = world.wpt(extra_claims={"aud": [TARGET]})
+    assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
+
+
+async def test_aud_includes_root_path(world: World) -> None:
+    token = world.wpt(aud=ORIGIN + "/api/path")
+    # uvicorn puts root_path inside path; other servers do not: both give the same target.
+    assert (await world.verify(world.headers(token), path="/api/path", root_path="/api")).identifier
+    token = world.wpt(aud=ORIGIN + "/api/path")
+    assert (await world.verify(world.headers(token), path="/path", root_path="/api")).identifier
+    assert (await world.reject(world.headers(world.wpt()), path="/path", root_path="/api")).code == "wpt-audience"
+
+
+async def test_deployment_and_route_audience_aliases() -> None:
+    world = World(audiences=["https://alias.example/"])
+    assert (await world.verify(world.headers(world.wpt(aud="https://ALIAS.example/")))).identifier
+    route = frozenset(Verifier.check_audiences(["https://route.example/x"]))
+    assert (await world.verify(world.headers(world.wpt(aud="https://route.example/x")), audiences=route)).identifier
+    assert (await world.reject(world.headers(world.wpt(aud="https://route.example/x")))).code == "wpt-audience"
+
+
+async def test_several_origins_each_accepted() -> None:
+    world = World()
+    world.verifier = Verifier(
+        {"example.com": world.issuer.jwks}, [ORIGIN, "http://127.0.0.1:8000"], clock=lambda: world.now
+    )
+    assert await world.verify(world.headers(world.wpt(aud="http://127.0.0.1:8000/path")))
+    assert await world.verify(world.headers(world.wpt(aud=TARGET)))
+
+
+# --- exp, jti, wth -------------------------------------------------------------------------
+
+
+async def test_exp_present_numeric_not_passed_not_too_far(world: World) -> None:
+    for bad in (None, "1800000060", True, [1]):
+        token = world.wpt(extra_claims={"exp": bad})
+        assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid", bad
+    assert (await world.reject(world.headers(world.wpt(now=NOW - 61)))).code == "wpt-expired"
+    at_exp = world.wpt(lifetime=0)
+    assert (await world.reject(world.headers(at_exp))).code == "wpt-expired"
+    far = world.wpt(lifetime=301)
+    assert (await world.reject(world.headers(far))).code == "wpt-lifetime"
+    assert await world.verify(world.headers(world.wpt(lifetime=300)))
+
+
+async def test_leeway_tolerates_small_skew_only() -> None:
+    world = World(leeway=5)
+    assert await world.verify(world.headers(world.wpt(now=NOW - 62, lifetime=60)))  # 2 s past exp
+    assert (await world.reject(world.headers(world.wpt(now=NOW - 70, lifetime=60)))).code == "wpt-expired"
+
+
+async def test_jti_required(world: World) -> None:
+    for bad in (None, "", 7):
+        token = world.wpt(extra_claims={"jti": bad}) if bad is not None else world.wpt(extra_claims={"jti": None})
+        assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
+
+
+async def test_wth_binds_the_wit_as_sent(world: World) -> None:
+    other_wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW)
+    token = world.wpt(wit=other_wit)  # a proof for another WIT of the same key
+    assert (await world.reject(world.headers(token))).code == "wpt-wth"
+    missing = world.wpt(extra_claims={"wth": None})
+    assert (await world.reject(world.headers(missing))).code == "wpt-wth"
+
+
+# --- ath, tth, oth -------------------------------------------------------------------------
+
+
+async def test_ath_binds_the_bearer_token(world: World) -> None:
+    bearer = ("authorization", "Bearer at-123")
+    ok = await world.verify(world.headers(world.wpt(bearer="at-123"), None, bearer))
+    assert ok.bound_tokens == {"authorization"}
+    assert (await world.reject(world.headers(world.wpt(), None, bearer))).code == "ath-missing"
+    assert (await world.reject(world.headers(world.wpt(bearer="other"), None, bearer))).code == "ath-mismatch"
+    assert (await world.reject(world.headers(world.wpt(bearer="at-123")))).code == "ath-unexpected"
+    two = world.headers(world.wpt(bearer="at-123"), None, bearer, bearer)
+    assert (await world.reject(two)).code == "authorization-multiple"
+
+
+async def test_tth_binds_the_txn_token(world: World) -> None:
+    txn = ("txn-token", "eyJ.txn.token")
+    ok = await world.verify(world.headers(world.wpt(txn_token="eyJ.txn.token"), None, txn))
+    assert ok.bound_tokens == {"txn-token"}
+    assert (await world.reject(world.headers(world.wpt(), None, txn))).code == "tth-missing"
+    assert (await world.reject(world.headers(world.wpt(txn_token="x"), None, txn))).code == "tth-mismatch"
+    assert (await world.reject(world.headers(world.wpt(txn_token="eyJ.txn.token")))).code == "tth-unexpected"
+    two = world.headers(world.wpt(txn_token="eyJ.txn.token"), None, txn, txn)
+    assert (await world.reject(two)).code == "txn-token-multiple"
+
+
+async def test_oth_binds_configured_headers_only() -> None:
+    world = World(oth_headers=["X-Custom-Token", "x-user"])
+    custom = ("x-custom-token", "custom-1")
+    ok = await world.verify(world.headers(world.wpt(other_tokens={"X-Custom-Token": "custom-1"}), None, custom))
+    assert ok.bound_tokens == {"x-custom-token"}
+    assert (await world.reject(world.headers(world.wpt(), None, custom))).code == "oth-missing"
+    wrong = world.wpt(other_tokens={"x-custom-token": "custom-2"})
+    assert (await world.reject(world.headers(wrong, None, custom))).code == "oth-mismatch"
+    absent = world.wpt(other_tokens={"x-user": "u"})
+    assert (await world.reject(world.headers(absent, None, custom))).code == "oth-missing"
+    assert (await world.reject(world.headers(absent))).code == "oth-unexpected"
+    unknown = world.wpt(other_tokens={"x-custom-token": "custom-1", "x-unknown": "v"})
+    assert (await world.reject(world.headers(unknown, None, custom, ("x-unknown", "v")))).code == "oth-unknown"
+    twice = world.headers(world.wpt(other_tokens={"x-custom-token": "custom-1"}), None, custom, custom)
+    assert (await world.reject(twice)).code == "oth-header-multiple"
+    for bad in ([], {}, "x"):
+        token = world.wpt(extra_claims={"oth": bad})
+        assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
+
+
+async def test_oth_entry_not_configured_is_rejected(world: World) -> None:
+    token = world.wpt(other_tokens={"x-custom-token": "v"})
+    assert (await world.reject(world.headers(token, None, ("x-custom-token", "v")))).code == "oth-unknown"
+
+
+# --- wpt-02 --------------------------------------------------------------------------------
+
+
+async def test_wpt_02_authorization_scheme() -> None:
+    world = World(profile="wpt-02")
+    assert (await world.verify()).identifier == IDENTIFIER
+    base = [h for h in world.headers() if h[0] != b"authorization"]
+    lower = base + [(b"authorization", b"wpt " + world.wpt().encode())]
+    assert (await world.verify(lower)).identifier == IDENTIFIER
+    problem = await world.reject(base)
+    assert (problem.code, problem.status) == ("wpt-missing", 401)
+    bearer = base + [(b"authorization", b"Bearer " + world.wpt().encode())]
+    assert (await world.reject(bearer)).code == "wpt-missing"
+    legacy = base + [(b"workload-proof-token", world.wpt().encode())]
+    assert (await world.reject(legacy)).code == "wpt-missing"
+    twice = world.headers() + [(b"authorization", b"WPT " + world.wpt().encode())]
+    assert (await world.reject(twice)).code == "authorization-multiple"
+    joined = base + [(b"authorization", f"WPT {world.wpt()}, Bearer x".encode())]
+    assert (await world.reject(joined)).code == "authorization-multiple"
+    assert (await world.reject(base + [(b"authorization", b"WPT ")])).code == "wpt-malformed"
+
+
+async def test_wpt_02_has_no_bearer_so_ath_is_rejected() -> None:
+    world = World(profile="wpt-02")
+    assert (await world.reject(world.headers(world.wpt(bearer="anything")))).code == "ath-unexpected"
+
+
+# --- replay --------------------------------------------------------------------------------
+
+
+async def test_replay_rejected(world: World) -> None:
+    headers = world.headers()
+    await world.verify(headers)
+    assert (await world.reject(headers)).code == "wpt-replayed"
+
+
+async def test_refused_request_does_not_burn_its_jti(world: World) -> None:
+    token = world.wpt()
+    refused = world.headers(token, None, ("txn-token", "unbound"))
+    assert (await world.reject(refused)).code == "tth-missing"
+    assert (await world.verify(world.headers(token))).identifier == IDENTIFIER
+
+
+async def test_replay_scoped_to_the_sender(world: World) -> None:
+    await world.verify(world.headers(world.wpt(jti="same")))
+    other_key = SigningKey.generate(world.key.alg)
+    other_wit = world.issuer.issue_wit("wimse://example.com/another", other_key, now=NOW)
+    token = world.wpt(wit=other_wit, key=other_key, jti="same")
+    assert (await world.verify(world.headers(token, other_wit))).identifier == "wimse://example.com/another"
+    assert (await world.reject(world.headers(world.wpt(jti="same")))).code == "wpt-replayed"
+
+
+async def test_replay_entry_kept_until_exp_plus_leeway() -> None:
+    world = World(leeway=5)
+    world.verifier.replay_cache = cache = MemoryReplayCache(timer=lambda: world.now)
+    await world.verify(world.headers(world.wpt(jti="j", lifetime=10)))
+    world.now += 14  # exp + leeway is NOW + 15: still a replay
+    assert (await world.reject(world.headers(world.wpt(jti="j", lifetime=10, now=NOW)))).code == "wpt-replayed"
+    world.now += 1  # the entry goes exactly when the token stops being accepted
+    assert cache.check_and_record_sync(replay_key(IDENTIFIER, "j"), 1)
+    assert cache.check_and_record_sync(replay_key(IDENTIFIER, "other-jti"), 1)
+    assert (await world.reject(world.headers(world.wpt(jti="j", lifetime=10, now=NOW)))).code == "wpt-expired"
+
+
+async def test_full_replay_cache_refuses_instead_of_forgetting() -> None:
+    world = World()
+    world.verifier.replay_cache = MemoryReplayCache(maxsize=2, timer=lambda: world.now)
+    await world.verify(world.headers(world.wpt()))
+    await world.verify(world.headers(world.wpt()))
+    problem = await world.reject(world.headers(world.wpt()))
+    assert (problem.code, problem.status) == ("replay-cache-full", 503)
+    world.now += 61  # the two entries expire: room again, but their proofs stay refused
+    assert (await world.verify(world.headers(world.wpt()))).identifier
+
+
+class BrokenStore:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def check_and_record(self, key: bytes, ttl: float) -> bool:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [(ReplayStoreUnavailable("down"), "replay-store-unavailable"), (ReplayCacheFull(), "replay-cache-full")],
+)
+async def test_store_failures_fail_closed(error: Exception, code: str) -> None:
+    world = World(replay_cache=BrokenStore(error))
+    problem = await world.reject()
+    assert (problem.code, problem.status) == (code, 503)
+    world = World(profile="wpt-02", replay_cache=BrokenStore(error))
+    assert (await world.reject()).status == 503
+
+
+# --- problems ------------------------------------------------------------------------------
+
+
+async def test_credential_failures_are_400_under_wpt_01_and_401_under_wpt_02() -> None:
+    assert (await World().reject(World().headers())).status == 400
+    world = World(profile="wpt-02")
+    bad = world.headers(world.wpt(aud="https://evil.example/"))
+    assert (await world.reject(bad)).status == 401
+
+
+async def test_error_is_raised_with_the_problem() -> None:
+    world = World()
+    with pytest.raises(VerificationError) as caught:
+        await world.verifier.verify([], path="/path")
+    assert caught.value.problem.code == "wit-missing"
+    assert caught.value.problem.to_dict() == {
+        "type": "urn:wimse-wpt:problem:wit-missing",
+        "title": "Workload identity token missing",
+        "status": 400,
+        "detail": caught.value.problem.detail,
+        "code": "wit-missing",
+    }
+
+
+async def test_str_headers_accepted_as_well_as_bytes(world: World) -> None:
+    headers = [(k.decode().title(), v.decode()) for k, v in world.headers()]
+    assert (await world.verify(headers)).identifier == IDENTIFIER
+
+
+async def test_non_latin1_header_values_are_refused_cleanly(world: World) -> None:
+    headers = [(k.decode(), v.decode()) for k, v in world.headers()]
+    headers = [(k, v + "\u2603" if k == "workload-proof-token" else v) for k, v in headers]
+    assert (await world.reject(headers)).code == "wpt-malformed"
