@@ -8,6 +8,7 @@ from .anchors import KeySet, KeySource, KeysUnavailable, StaticKeys, TrustAnchor
 from .client import SigningKey, WPTAuth, mint_wpt, target_uri
 from .devissuer import DevIssuer
 from .identifiers import IdentifierPattern, WorkloadIdentifier, parse_identifier
+from .middleware import RouteRule, WorkloadUser, WPTMiddleware, verified_workload
 from .problems import CATALOG, Problem, Profile, VerificationError
 from .replay import MemoryReplayCache, RedisReplayCache, ReplayCache, ReplayCacheFull, ReplayStoreUnavailable
 from .tokens import token_hash
@@ -27,6 +28,7 @@ __all__ = [
     "ReplayCache",
     "ReplayCacheFull",
     "ReplayStoreUnavailable",
+    "RouteRule",
     "SigningKey",
     "StaticKeys",
     "TrustAnchors",
@@ -34,9 +36,12 @@ __all__ = [
     "VerifiedWorkload",
     "Verifier",
     "WPTAuth",
+    "WPTMiddleware",
+    "WorkloadUser",
     "WorkloadIdentifier",
     "mint_wpt",
     "parse_identifier",
     "target_uri",
+    "verified_workload",
     "token_hash",
 ]

@@ -6,9 +6,12 @@ what tests need to produce every kind of bad token.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .client import SigningKey
@@ -30,6 +33,33 @@ class DevIssuer:
         self.trust_domain = trust_domain
         self.key = SigningKey.generate(alg)
         self.kid = kid if kid is not None else secrets.token_urlsafe(8)
+
+    @classmethod
+    def load_or_create(cls, path: str | os.PathLike[str], trust_domain: str = "example.com") -> DevIssuer:
+        """The issuer saved at ``path``, or a new one saved there (mode 0600), so that a
+        service and a client in separate processes share one development trust domain."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            issuer = cls(trust_domain)
+            data = {"trust_domain": issuer.trust_domain, "kid": issuer.kid, "key": issuer.key.key.as_dict(private=True)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle)
+            try:
+                os.link(temporary, path)  # atomic, and never replaces an issuer made meanwhile
+            except FileExistsError:
+                data = json.loads(path.read_text())
+            finally:
+                os.unlink(temporary)
+        issuer = cls.__new__(cls)
+        issuer.trust_domain = data["trust_domain"]
+        issuer.kid = data["kid"]
+        issuer.key = SigningKey.from_jwk(data["key"], "ES256")
+        return issuer
 
     @property
     def jwks(self) -> dict[str, Any]:

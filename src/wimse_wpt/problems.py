@@ -128,18 +128,21 @@ class Problem:
 
 
 class VerificationError(Exception):
-    """The request was refused; ``problem`` says why."""
+    """The request was refused; ``problem`` says why. ``identifier`` is the workload
+    identifier when the WIT had verified before the refusal (for logs), else None."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, identifier: str | None = None) -> None:
         super().__init__(f"{problem.code}: {problem.detail}")
         self.problem = problem
+        self.identifier = identifier
 
 
 class Reject(Exception):
     """Raised inside the checks with a code and a detail; the verifier adds the profile."""
 
-    __slots__ = ("code", "detail")
+    __slots__ = ("code", "detail", "identifier")
 
     def __init__(self, code: str, detail: str) -> None:
         self.code = code
         self.detail = detail
+        self.identifier: str | None = None

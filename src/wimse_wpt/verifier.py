@@ -47,6 +47,8 @@ RESERVED_HEADERS: Final = frozenset(
 )
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A WebSocket handshake is an HTTP request: ws and wss name the same targets (RFC 6455 3).
+_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _HEX = "0123456789ABCDEFabcdef"
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
@@ -102,8 +104,8 @@ def _normalize_path(path: str) -> str | None:
 
 
 def _split_origin(parts: SplitResult) -> str | None:
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or parts.username is not None or parts.password is not None:
+    scheme = _SCHEMES.get(parts.scheme.lower(), "")
+    if not scheme or parts.username is not None or parts.password is not None:
         return None
     host = parts.hostname
     if not host:
@@ -312,7 +314,8 @@ class Verifier:
         try:
             return await self._verify(headers, request_path(path, root_path), audiences)
         except Reject as reject:
-            raise VerificationError(Problem.of(reject.code, reject.detail, self.profile)) from None
+            problem = Problem.of(reject.code, reject.detail, self.profile)
+            raise VerificationError(problem, reject.identifier) from None
 
     async def _verify(
         self, headers: Iterable[Header], path: str, route_audiences: Iterable[str]
@@ -325,7 +328,20 @@ class Verifier:
         if wit is None:
             wit = await self._verify_wit(wit_token)
             self._wits[wth] = wit
+        try:
+            return await self._verify_wpt(found, wit, wth, path, route_audiences)
+        except Reject as reject:
+            reject.identifier = wit.identifier
+            raise
 
+    async def _verify_wpt(
+        self,
+        found: dict[bytes, list[bytes]],
+        wit: _VerifiedWIT,
+        wth: str,
+        path: str,
+        route_audiences: Iterable[str],
+    ) -> VerifiedWorkload:
         wpt_token, bearer = self._proof_and_bearer(found)
         if len(wpt_token) > self.max_token_bytes:
             raise Reject("wpt-too-large", f"The workload proof token exceeds {self.max_token_bytes} bytes.")

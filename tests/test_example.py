@@ -1,0 +1,146 @@
+"""The example service, started as an operator would and pointed at the test's own trust
+domain through the environment; and the demo that `make demo` runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets.sync.client
+from websockets.exceptions import InvalidStatus
+
+from wimse_wpt import DevIssuer, SigningKey, WPTAuth, mint_wpt
+
+from .servers import EXAMPLES, ROOT, example_service
+
+ISSUER = DevIssuer("example.com")
+OTHER = DevIssuer("partner.example")
+
+
+@pytest.fixture(scope="module")
+def anchors_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("anchors") / "anchors.json"
+    path.write_text(json.dumps({"example.com": ISSUER.jwks, "partner.example": OTHER.jwks}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def service(anchors_file: Path) -> Iterator[str]:
+    with example_service({"WIMSE_TRUST_ANCHORS": str(anchors_file), "WIMSE_OTH_HEADERS": "X-Custom-Token"}) as origin:
+        yield origin
+
+
+def auth(identifier: str = "wimse://example.com/caller", issuer: DevIssuer = ISSUER, **options: object) -> WPTAuth:
+    key = SigningKey.generate("ES256")
+    return WPTAuth(key, issuer.issue_wit(identifier, key), **options)  # type: ignore[arg-type]
+
+
+def test_post_path_answers_the_verified_workload(service: str) -> None:
+    with httpx.Client(base_url=service, auth=auth()) as client:
+        response = client.post("/path", json={"do stuff": "please"})
+    assert response.status_code == 200
+    assert response.json() == {"workload": "wimse://example.com/caller"}
+
+
+def test_every_trust_domain_in_the_anchors_file_is_trusted(service: str) -> None:
+    with httpx.Client(base_url=service, auth=auth("spiffe://partner.example/ns/a", OTHER)) as client:
+        assert client.post("/path").json() == {"workload": "spiffe://partner.example/ns/a"}
+
+
+def test_healthz_is_open(service: str) -> None:
+    assert httpx.get(service + "/healthz").json() == {"status": "ok"}
+
+
+def test_unsigned_call_refused_with_a_problem(service: str) -> None:
+    response = httpx.post(service + "/path")
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "wit-missing"
+
+
+def test_fastapi_dependency_requires_an_identifier_pattern(service: str) -> None:
+    with httpx.Client(base_url=service, auth=auth()) as client:
+        refused = client.post("/ops")
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "workload-forbidden"
+    with httpx.Client(base_url=service, auth=auth("wimse://example.com/ops/deploy")) as client:
+        assert client.post("/ops").json() == {"workload": "wimse://example.com/ops/deploy"}
+
+
+def test_starlette_requires_in_a_fastapi_app(service: str) -> None:
+    with httpx.Client(base_url=service, auth=auth()) as client:
+        assert client.get("/whoami").json()["user"] == "wimse://example.com/caller"
+
+
+def test_app_never_sees_the_credentials_and_oth_is_bound(service: str) -> None:
+    with httpx.Client(base_url=service, auth=auth(oth_headers=["x-custom-token"])) as client:
+        body = client.get("/headers", headers={"X-Custom-Token": "abc"}).json()
+    assert "workload-identity-token" not in body["headers"]
+    assert "workload-proof-token" not in body["headers"]
+    assert body["bound"] == ["x-custom-token"]
+
+
+def test_openapi_documents_the_two_headers(service: str) -> None:
+    schema = httpx.get(service + "/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["WorkloadIdentityToken"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Workload-Identity-Token",
+        "description": schemes["WorkloadIdentityToken"]["description"],
+    }
+    assert schemes["WorkloadProofToken"]["name"] == "Workload-Proof-Token"
+    operation = schema["paths"]["/path"]["post"]
+    assert {"WorkloadIdentityToken": []} in operation["security"]
+
+
+def test_websocket_on_the_example(service: str) -> None:
+    key = SigningKey.generate("ES256")
+    wit = ISSUER.issue_wit("wimse://example.com/ws-client", key)
+    url = service.replace("http://", "ws://") + "/ws"
+    headers = {"Workload-Identity-Token": wit, "Workload-Proof-Token": mint_wpt(key, wit, url)}
+    with websockets.sync.client.connect(url, additional_headers=headers) as connection:
+        assert json.loads(connection.recv()) == {"workload": "wimse://example.com/ws-client"}
+    with pytest.raises(InvalidStatus) as refused:
+        websockets.sync.client.connect(url).close()
+    assert refused.value.response.status_code == 400
+
+
+def test_wpt_02_profile_from_the_environment(anchors_file: Path) -> None:
+    with example_service({"WIMSE_TRUST_ANCHORS": str(anchors_file), "WIMSE_PROFILE": "wpt-02"}) as origin:
+        with httpx.Client(base_url=origin, auth=auth(profile="wpt-02")) as client:
+            assert client.post("/path").status_code == 200
+        refused = httpx.post(origin + "/path")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "WPT"
+
+
+def test_bad_configuration_stops_the_service_with_a_clear_message(anchors_file: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import service"],
+        cwd=EXAMPLES,
+        env={"WIMSE_TRUST_ANCHORS": str(anchors_file), "WIMSE_PROFILE": "wpt-9", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "profile must be one of" in result.stderr
+
+
+def test_demo_shows_one_accepted_and_several_rejected_calls(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "demo.py")], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    marks = [line.split()[0] for line in lines if line.strip().startswith(("accepted", "rejected"))]
+    assert marks.count("accepted") == 1 and marks.count("rejected") >= 4
+    for code in ("wit-missing", "wpt-replayed", "wpt-audience", "wit-expired"):
+        assert any(line.strip().startswith("rejected") and code in line for line in lines), code

@@ -1,0 +1,267 @@
+"""The ASGI middleware under a real uvicorn server, called by a real httpx client."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets.sync.client
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route as StarletteRoute
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.exceptions import InvalidStatus
+
+from wimse_wpt import DevIssuer, SigningKey, Verifier, WPTAuth, mint_wpt
+from wimse_wpt.middleware import RouteRule, WPTMiddleware, verified_workload
+
+from .servers import free_port, serve
+
+IDENTIFIER = "wimse://example.com/billing/api"
+LIFESPAN = {"started": False}
+
+
+async def who(request: Request) -> JSONResponse:
+    workload = request.state.workload
+    return JSONResponse({"workload": workload.identifier, "headers": sorted(request.headers.keys())})
+
+
+@requires("workload")
+async def whoami(request: Request) -> JSONResponse:
+    return JSONResponse({"user": request.user.display_name, "scopes": request.auth.scopes})
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True, "authenticated": request.user.is_authenticated})
+
+
+async def ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    workload = verified_workload(websocket.scope)
+    await websocket.send_json({"workload": workload.identifier if workload else None})
+    await websocket.close()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    LIFESPAN["started"] = True
+    yield
+
+
+class Service:
+    def __init__(self, profile: str = "wpt-01", **options: Any) -> None:
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.issuer = DevIssuer("example.com")
+        self.key = SigningKey.generate("ES256")
+        self.wit = self.issuer.issue_wit(IDENTIFIER, self.key)
+        self.profile = profile
+        self.verifier = Verifier({"example.com": self.issuer.jwks}, [self.origin], profile=profile)  # type: ignore[arg-type]
+        app = Starlette(
+            routes=[
+                StarletteRoute("/path", who, methods=["GET", "POST"]),
+                StarletteRoute("/admin", who, methods=["POST"]),
+                StarletteRoute("/aliased", who, methods=["POST"]),
+                StarletteRoute("/whoami", whoami),
+                StarletteRoute("/healthz", health),
+                StarletteRoute("/public/info", health),
+                WebSocketRoute("/ws", ws),
+            ],
+            lifespan=lifespan,
+        )
+        self.app = WPTMiddleware(app, self.verifier, **options)
+
+    def auth(self, identifier: str = IDENTIFIER, **options: Any) -> WPTAuth:
+        key = SigningKey.generate("Ed25519")
+        wit = self.issuer.issue_wit(identifier, key)
+        return WPTAuth(key, wit, profile=self.profile, **options)  # type: ignore[arg-type]
+
+    def client(self, **options: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.origin, auth=self.auth(**options) if options.pop("signed", True) else None)
+
+
+@contextlib.contextmanager
+def running(profile: str = "wpt-01", **options: Any) -> Iterator[Service]:
+    service = Service(profile, **options)
+    with serve(service.app, port=service.port):
+        yield service
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[Service]:
+    with running(
+        exclude=["/healthz", "/public/*"],
+        routes=[
+            RouteRule("/admin", allow=["wimse://example.com/ops/*"]),
+            RouteRule("/aliased", audiences=["https://api.example.com/aliased"]),
+        ],
+    ) as service:
+        yield service
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"type", "title", "status", "detail", "code"}
+    assert (body["status"], body["code"]) == (status, code)
+    assert body["type"] == f"urn:wimse-wpt:problem:{code}"
+    return body
+
+
+def test_signed_call_accepted(service: Service) -> None:
+    with service.client() as client:
+        response = client.post("/path", json={"do stuff": "please"})
+    assert response.status_code == 200
+    assert response.json()["workload"] == IDENTIFIER
+
+
+async def test_async_client_uses_the_same_auth(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.origin, auth=service.auth()) as client:
+        responses = [await client.get("/path") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+
+
+def test_unsigned_call_gets_a_problem(service: Service) -> None:
+    with httpx.Client(base_url=service.origin) as client:
+        body = assert_problem(client.post("/path"), 400, "wit-missing")
+    assert "www-authenticate" not in body
+
+
+def test_every_rejection_class_is_a_problem(service: Service) -> None:
+    key, wit = service.key, service.wit
+    target = service.origin + "/path"
+    with httpx.Client(base_url=service.origin) as client:
+        headers = {"Workload-Identity-Token": wit, "Workload-Proof-Token": mint_wpt(key, wit, target)}
+        assert client.post("/path", headers=headers).status_code == 200
+        assert_problem(client.post("/path", headers=headers), 400, "wpt-replayed")
+        wrong_aud = {**headers, "Workload-Proof-Token": mint_wpt(key, wit, "https://elsewhere.example/path")}
+        assert_problem(client.post("/path", headers=wrong_aud), 400, "wpt-audience")
+        other = SigningKey.generate("ES256")
+        forged = {**headers, "Workload-Proof-Token": mint_wpt(other, wit, target)}
+        assert_problem(client.post("/path", headers=forged), 400, "wpt-signature")
+        expired_wit = service.issuer.issue_wit(IDENTIFIER, key, lifetime=-10)
+        old = {"Workload-Identity-Token": expired_wit, "Workload-Proof-Token": mint_wpt(key, expired_wit, target)}
+        assert_problem(client.post("/path", headers=old), 400, "wit-expired")
+        untrusted = DevIssuer("other.example").issue_wit("wimse://other.example/x", key)
+        foreign = {"Workload-Identity-Token": untrusted, "Workload-Proof-Token": mint_wpt(key, untrusted, target)}
+        assert_problem(client.post("/path", headers=foreign), 400, "wit-trust-domain")
+
+
+def test_wpt_02_answers_401_with_www_authenticate() -> None:
+    with running("wpt-02") as service:
+        with service.client() as client:
+            ok = client.post("/path")
+            assert ok.status_code == 200
+            assert "authorization" not in ok.json()["headers"]  # the WPT is stripped
+        with httpx.Client(base_url=service.origin) as client:
+            response = client.post("/path")
+    assert_problem(response, 401, "wit-missing")
+    assert response.headers["www-authenticate"] == "WPT"
+
+
+def test_credentials_are_stripped_before_the_app(service: Service) -> None:
+    with service.client() as client:
+        seen = client.get("/path", headers={"Authorization": "Bearer at", "X-Other": "1"}).json()["headers"]
+    assert "workload-identity-token" not in seen and "workload-proof-token" not in seen
+    assert "authorization" in seen and "x-other" in seen  # the bearer token, bound by ath, stays
+
+
+def test_stripping_can_be_turned_off() -> None:
+    with running(strip_credentials=False) as service, service.client() as client:
+        seen = client.get("/path").json()["headers"]
+    assert "workload-identity-token" in seen and "workload-proof-token" in seen
+
+
+def test_starlette_requires_sees_the_workload(service: Service) -> None:
+    with service.client() as client:
+        body = client.get("/whoami").json()
+    assert body == {"user": IDENTIFIER, "scopes": ["authenticated", "workload"]}
+
+
+def test_excluded_paths_are_open_and_unauthenticated(service: Service) -> None:
+    with httpx.Client(base_url=service.origin) as client:
+        assert client.get("/healthz").json() == {"ok": True, "authenticated": False}
+        assert client.get("/public/info").status_code == 200
+        assert_problem(client.get("/path"), 400, "wit-missing")
+
+
+def test_route_allow_list_gives_403(service: Service) -> None:
+    with service.client() as client:
+        assert_problem(client.post("/admin"), 403, "workload-forbidden")
+    with service.client(identifier="wimse://example.com/ops/deployer") as client:
+        assert client.post("/admin").json()["workload"] == "wimse://example.com/ops/deployer"
+
+
+def test_route_audience_alias(service: Service) -> None:
+    with httpx.Client(base_url=service.origin) as client:
+        proof = mint_wpt(service.key, service.wit, "https://api.example.com/aliased")
+        headers = {"Workload-Identity-Token": service.wit, "Workload-Proof-Token": proof}
+        assert client.post("/aliased", headers=headers).status_code == 200
+        proof = mint_wpt(service.key, service.wit, "https://api.example.com/aliased")
+        assert_problem(client.post("/path", headers={**headers, "Workload-Proof-Token": proof}), 400, "wpt-audience")
+
+
+def test_bearer_and_txn_token_are_bound_by_the_client(service: Service) -> None:
+    with service.client() as client:
+        response = client.get("/path", headers={"Authorization": "Bearer at-1", "Txn-Token": "txn.token.value"})
+    assert response.status_code == 200
+
+
+def test_websocket_accepted_with_proof_and_refused_without(service: Service) -> None:
+    url = f"ws://127.0.0.1:{service.port}/ws"
+    proof = mint_wpt(service.key, service.wit, url)
+    headers = {"Workload-Identity-Token": service.wit, "Workload-Proof-Token": proof}
+    with websockets.sync.client.connect(url, additional_headers=headers) as connection:
+        assert json.loads(connection.recv()) == {"workload": IDENTIFIER}
+    with pytest.raises(InvalidStatus) as refused:
+        websockets.sync.client.connect(url, additional_headers={"Workload-Identity-Token": service.wit}).close()
+    assert refused.value.response.status_code == 400
+    assert json.loads(refused.value.response.body)["code"] == "wpt-missing"
+
+
+def test_lifespan_passes_through(service: Service) -> None:
+    assert LIFESPAN["started"]
+
+
+def test_one_log_line_per_rejection_without_tokens(service: Service, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="wimse_wpt")
+    proof = mint_wpt(service.key, service.wit, "https://elsewhere.example/x")
+    with httpx.Client(base_url=service.origin) as client:
+        client.post("/path", headers={"Workload-Identity-Token": service.wit, "Workload-Proof-Token": proof})
+    lines = [r.getMessage() for r in caplog.records if r.name == "wimse_wpt"]
+    assert len(lines) == 1
+    assert "code=wpt-audience" in lines[0] and f"workload={IDENTIFIER}" in lines[0]
+    assert service.wit not in lines[0] and proof not in lines[0]
+    for part in service.wit.split(".") + proof.split("."):
+        assert part not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("workload-identity-token", b"\xff\xfegarbage"), ("workload-proof-token", b"\xc3\xa9")],
+        [("workload-identity-token", b"a" * 12000)],  # over our cap, under the server's
+        [("workload-identity-token", b""), ("workload-proof-token", b"")],
+        [("workload-identity-token", b"e30.e30.e30"), ("workload-proof-token", b"e30.e30.e30")],
+        [("workload-identity-token", b"...."), ("authorization", b"WPT")],
+        [("authorization", b"\x80\x81 \xff"), ("txn-token", b",,,")],
+    ],
+)
+def test_no_header_value_causes_a_500(service: Service, headers: list[tuple[str, bytes]]) -> None:
+    with httpx.Client(base_url=service.origin) as client:
+        response = client.post("/path", headers=headers)
+    assert 400 <= response.status_code < 500
+    assert response.headers["content-type"] == "application/problem+json"
+    for _, value in headers:
+        if len(value) > 8:
+            assert value.decode("latin-1") not in response.text

@@ -1,0 +1,27 @@
+"""The README's quick start, copied out of the README and run against a real server."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+
+from .servers import ROOT, free_port, serve
+
+
+def quick_start_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_readme_quick_start_runs() -> None:
+    server_block, client_block = quick_start_blocks()
+    port = str(free_port())
+    namespace: dict[str, object] = {}
+    exec(server_block.replace("8000", port), namespace)  # noqa: S102 - the README's own code
+    with serve(namespace["app"], port=int(port)):
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            exec(client_block.replace("8000", port), namespace)  # noqa: S102
+    assert output.getvalue().strip() == "{'hello': 'wimse://example.com/my-client'}"
