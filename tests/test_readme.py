@@ -25,3 +25,12 @@ def test_readme_quick_start_runs() -> None:
         with contextlib.redirect_stdout(output):
             exec(client_block.replace("8000", port), namespace)  # noqa: S102
     assert output.getvalue().strip() == "{'hello': 'wimse://example.com/my-client'}"
+
+
+def test_readme_documents_every_problem_code_with_its_status() -> None:
+    from wimse_wpt.problems import CATALOG, Kind
+
+    text = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \| ([0-9/]+) \|", text, re.M))
+    expected = {Kind.CREDENTIAL: "400/401", Kind.FORBIDDEN: "403", Kind.UNAVAILABLE: "503"}
+    assert rows == {code: expected[kind] for code, (kind, _title) in CATALOG.items()}
