@@ -96,8 +96,11 @@ def test_openapi_documents_the_two_headers(service: str) -> None:
         "description": schemes["WorkloadIdentityToken"]["description"],
     }
     assert schemes["WorkloadProofToken"]["name"] == "Workload-Proof-Token"
-    operation = schema["paths"]["/path"]["post"]
-    assert {"WorkloadIdentityToken": []} in operation["security"]
+    # Both headers together: one requirement object (OpenAPI's "and").
+    both = {"WorkloadIdentityToken": [], "WorkloadProofToken": []}
+    assert schema["paths"]["/path"]["post"]["security"] == [both]
+    assert schema["paths"]["/ops"]["post"]["security"] == [both]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
 
 
 def test_websocket_on_the_example(service: str) -> None:
@@ -117,6 +120,8 @@ def test_wpt_02_profile_from_the_environment(anchors_file: Path) -> None:
         with httpx.Client(base_url=origin, auth=auth(profile="wpt-02")) as client:
             assert client.post("/path").status_code == 200
         refused = httpx.post(origin + "/path")
+        wpt_scheme = httpx.get(origin + "/openapi.json").json()["components"]["securitySchemes"]["WorkloadProofToken"]
+    assert wpt_scheme["type"] == "http" and wpt_scheme["scheme"] == "WPT"
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == "WPT"
 

@@ -132,8 +132,12 @@ class TrustAnchors:
     def sources(self, trust_domain: str) -> tuple[KeySource, ...]:
         return self._sources.get(trust_domain, ())
 
-    def generation(self, trust_domain: str) -> tuple[int, ...]:
-        return tuple(s.generation for s in self._sources.get(trust_domain, ()))
+    def generation(self, trust_domain: str) -> int:
+        """Grows whenever any of the domain's sources changes its keys (generations only grow)."""
+        sources = self._sources.get(trust_domain, ())
+        if len(sources) == 1:
+            return sources[0].generation
+        return sum(s.generation for s in sources)
 
     async def find_key(self, trust_domain: str, kid: str | None, alg: str) -> PublicKey:
         """The one anchor key for this WIT header, or a rejection.

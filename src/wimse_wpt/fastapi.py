@@ -10,9 +10,10 @@
     @app.post("/admin", dependencies=[Depends(require_workload("wimse://example.com/ops/*"))])
     async def admin(): ...
 
-The dependencies declare the WIT and WPT headers as security schemes, so the OpenAPI schema
-documents them, without FastAPI demanding them (the middleware has already checked and
-removed them).
+``install`` also documents the WIT and WPT headers in the OpenAPI schema, as one security
+requirement (both headers, per the configured profile) on every route the middleware
+protects. The dependencies themselves only read the request: nothing per request is spent
+on documentation.
 """
 
 from __future__ import annotations
@@ -20,37 +21,38 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 from .identifiers import IdentifierPattern
-from .middleware import RouteRule, WPTMiddleware, log_rejection, render_problem, verified_workload
+from .middleware import RouteRule, WPTMiddleware, path_pattern, log_rejection, render_problem, verified_workload
 from .problems import Problem, VerificationError
 from .verifier import VerifiedWorkload, Verifier
 
-_WIT_SCHEME = APIKeyHeader(
-    name="Workload-Identity-Token",
-    scheme_name="WorkloadIdentityToken",
-    description="The caller's Workload Identity Token (WIT), a JWT from its trust domain's issuer.",
-    auto_error=False,
-)
-_WPT_SCHEME = APIKeyHeader(
-    name="Workload-Proof-Token",
-    scheme_name="WorkloadProofToken",
-    description=(
-        "A fresh Workload Proof Token (WPT) signed with the WIT's key and bound to this request "
-        "(wpt-01). Under the wpt-02 profile it is sent as `Authorization: WPT <token>` instead."
-    ),
-    auto_error=False,
-)
+def _security_schemes(profile: str) -> dict[str, dict[str, str]]:
+    wit = {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Workload-Identity-Token",
+        "description": "The caller's Workload Identity Token (WIT), a JWT from its trust domain's issuer.",
+    }
+    if profile == "wpt-02":
+        wpt = {
+            "type": "http",
+            "scheme": "WPT",
+            "description": "`Authorization: WPT <token>`: a fresh Workload Proof Token signed with the WIT's key.",
+        }
+    else:
+        wpt = {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Workload-Proof-Token",
+            "description": "A fresh Workload Proof Token (WPT) signed with the WIT's key, bound to this request.",
+        }
+    return {"WorkloadIdentityToken": wit, "WorkloadProofToken": wpt}
 
 
-async def workload(
-    request: Request,
-    _wit: Annotated[str | None, Security(_WIT_SCHEME)] = None,
-    _wpt: Annotated[str | None, Security(_WPT_SCHEME)] = None,
-) -> VerifiedWorkload:
+async def workload(request: Request) -> VerifiedWorkload:
     """The verified workload of this request; refuses if the middleware verified none."""
     found = verified_workload(request.scope)
     if found is None:
@@ -110,3 +112,26 @@ def install(
     }
     app.add_middleware(WPTMiddleware, **options)
     app.add_exception_handler(VerificationError, problem_handler)
+    _document(app, verifier.profile, [path_pattern(p) for p in options["exclude"]])
+
+
+def _document(app: FastAPI, profile: str, excluded: list[tuple[str, bool]]) -> None:
+    """Add the two headers to the OpenAPI schema of every protected operation."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(_security_schemes(profile))
+        requirement = {"WorkloadIdentityToken": [], "WorkloadProofToken": []}
+        for path, operations in schema.get("paths", {}).items():
+            if any(path.startswith(p) if prefix else path == p for p, prefix in excluded):
+                continue
+            for operation in operations.values():
+                if isinstance(operation, dict):
+                    operation.setdefault("security", []).append(requirement)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

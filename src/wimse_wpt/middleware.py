@@ -96,7 +96,7 @@ def log_rejection(scope: Scope, problem: Problem, identifier: str | None) -> Non
     )
 
 
-def _path_matcher(pattern: str) -> tuple[str, bool]:
+def path_pattern(pattern: str) -> tuple[str, bool]:
     if not pattern.startswith("/"):
         raise ValueError(f"path pattern {pattern!r} must start with '/'")
     if pattern.endswith("*"):
@@ -133,12 +133,12 @@ class WPTMiddleware:
             raise TypeError("verifier must be a wimse_wpt.Verifier")
         self.app = app
         self.verifier = verifier
-        self._exclude = [_path_matcher(p) for p in ([exclude] if isinstance(exclude, str) else exclude)]
+        self._exclude = [path_pattern(p) for p in ([exclude] if isinstance(exclude, str) else exclude)]
         default_allow = tuple(IdentifierPattern(p) for p in ([allow] if isinstance(allow, str) else allow))
         self._default = _Rule(default_allow, frozenset())
         rules: list[tuple[str, bool, _Rule]] = []
         for route in routes:
-            prefix, is_prefix = _path_matcher(route.path)
+            prefix, is_prefix = path_pattern(route.path)
             allowed = tuple(IdentifierPattern(p) for p in route.allow) or default_allow
             rules.append((prefix, is_prefix, _Rule(allowed, frozenset(verifier.check_audiences(route.audiences)))))
         # Longest first, exact before prefix of the same length: the most specific rule wins.

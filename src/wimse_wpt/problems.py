@@ -140,9 +140,8 @@ class VerificationError(Exception):
 class Reject(Exception):
     """Raised inside the checks with a code and a detail; the verifier adds the profile."""
 
-    __slots__ = ("code", "detail", "identifier")
+    __slots__ = ("code", "detail")
 
     def __init__(self, code: str, detail: str) -> None:
         self.code = code
         self.detail = detail
-        self.identifier: str | None = None

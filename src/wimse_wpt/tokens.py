@@ -3,9 +3,10 @@
 Parsing is deliberately narrower than JOSE allows: one compact serialization, strict
 base64url (joserfc's decoder: no padding, no whitespace, canonical tail bits), UTF-8 JSON
 objects with unique member names, no ``crit`` (this library understands no extension).
-Keys are imported and validated with joserfc once; each key then gets a small verify
-closure over cryptography's primitives, because verification runs on every request and
-joserfc's general path costs a measurable share of it (see ``bench/``).
+Public keys are built straight from their JWK bytes with cryptography's constructors, and
+each key gets a small verify closure over cryptography's primitives: verification runs on
+every request, a key import on every new WIT, and joserfc's general path costs a measurable
+share of both (see ``bench/``). joserfc signs, and tests hold both paths to joserfc's verdicts.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jws
-from joserfc.jwk import ECKey, OKPKey, RSAKey
-from joserfc.util import urlsafe_b64decode
 
 #: Default cap on one token's length, checked before any parsing.
 DEFAULT_MAX_TOKEN_BYTES: Final = 8192
@@ -144,7 +143,46 @@ def check_algorithms(algorithms: object) -> frozenset[str]:
 
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _COORDINATE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66, "Ed25519": 32, "Ed448": 57}
-_IMPORTERS: dict[str, Any] = {"EC": ECKey, "OKP": OKPKey, "RSA": RSAKey}
+_KEY_TYPES = frozenset({"EC", "OKP", "RSA"})
+_CURVES: dict[str, Any] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+_OKP: dict[str, Any] = {"Ed25519": ed25519.Ed25519PublicKey, "Ed448": ed448.Ed448PublicKey}
+
+
+def _member(jwk: Mapping[str, Any], name: str) -> bytes:
+    value = jwk.get(name)
+    if not isinstance(value, str) or not value.isascii() or not value:
+        raise TokenError(f"key member {name} is not a base64url string")
+    return b64url_decode(value.encode("ascii"))
+
+
+def _public_key(kty: str, crv: object, jwk: Mapping[str, Any]) -> Any:
+    """cryptography's public key for a JWK, built straight from its bytes.
+
+    A thin path over cryptography's constructors (which validate points on the curve):
+    joserfc's general import costs most of a cold verification (see bench/), and a new
+    confirmation key is imported for every new WIT.
+    """
+    if kty == "RSA":
+        n, e = int.from_bytes(_member(jwk, "n"), "big"), int.from_bytes(_member(jwk, "e"), "big")
+        if n.bit_length() < MIN_RSA_BITS:
+            raise TokenError(f"RSA keys must have at least {MIN_RSA_BITS} bits")
+        if e < 3 or e % 2 == 0:
+            raise TokenError("RSA public exponent is invalid")
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    size = _COORDINATE_BYTES.get(crv) if isinstance(crv, str) else None
+    if size is None or (kty == "EC") != (crv in _CURVES):
+        raise TokenError("unsupported curve")
+    if kty == "OKP":
+        if "y" in jwk:
+            raise TokenError("OKP keys have no y coordinate")
+        x = _member(jwk, "x")
+        if len(x) != size:
+            raise TokenError("key coordinates have the wrong length")
+        return _OKP[crv].from_public_bytes(x)  # type: ignore[index]
+    x, y = _member(jwk, "x"), _member(jwk, "y")
+    if len(x) != size or len(y) != size:
+        raise TokenError("key coordinates have the wrong length")
+    return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[crv](), b"\x04" + x + y)  # type: ignore[index]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -167,15 +205,6 @@ class PublicKey:
         return check is not None and check(message, signature)
 
 
-def _b64_length(value: object) -> int:
-    if not isinstance(value, str) or not value.isascii():
-        raise TokenError("key member is not a base64url string")
-    try:
-        return len(urlsafe_b64decode(value.encode("ascii")))
-    except (binascii.Error, ValueError):
-        raise TokenError("key member is not strict base64url") from None
-
-
 def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITHMS) -> PublicKey:
     """Import one public signature JWK, refusing anything a verifier must not trust.
 
@@ -188,7 +217,7 @@ def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITH
     kty = jwk.get("kty")
     if kty == "oct":
         raise TokenError("symmetric keys are not accepted")
-    if kty not in _IMPORTERS:
+    if kty not in _KEY_TYPES:
         raise TokenError("unsupported key type")
     if _PRIVATE_MEMBERS.intersection(jwk):
         raise TokenError("private key material is not accepted where a public key is expected")
@@ -203,28 +232,13 @@ def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITH
     if alg is not None and (not isinstance(alg, str) or alg not in algorithms):
         raise TokenError("key alg is not an allowed signature algorithm")
     crv = jwk.get("crv") if kty != "RSA" else None
-    if kty != "RSA":
-        size = _COORDINATE_BYTES.get(crv) if isinstance(crv, str) else None
-        if size is None:
-            raise TokenError("unsupported curve")
-        members = ("x", "y") if kty == "EC" else ("x",)
-        if "y" in jwk and kty == "OKP":
-            raise TokenError("OKP keys have no y coordinate")
-        if any(_b64_length(jwk.get(m)) != size for m in members):
-            raise TokenError("key coordinates have the wrong length")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # joserfc warns on small RSA keys; refused below
-            raw = _IMPORTERS[kty].import_key(dict(jwk)).public_key
-    except Exception:
-        # joserfc and cryptography raise many types for bad keys (off-curve points, bad
-        # base64, missing members); all mean the same to us.
+        raw = _public_key(kty, crv, jwk)
+    except TokenError:
+        raise
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # Off-curve points and impossible numbers, as cryptography reports them.
         raise TokenError("key could not be imported") from None
-    if kty == "RSA":
-        if raw.key_size < MIN_RSA_BITS:
-            raise TokenError(f"RSA keys must have at least {MIN_RSA_BITS} bits")
-        if raw.public_numbers().e < 3 or raw.public_numbers().e % 2 == 0:
-            raise TokenError("RSA public exponent is invalid")
     verifiers = {
         name: ALGORITHMS[name].make_verify(raw)
         for name in sorted(algorithms)
@@ -259,14 +273,14 @@ def _reject_constant(name: str) -> Any:
     raise TokenError("NaN and Infinity are not JSON")
 
 
+# One decoder, built once: json.loads with keyword arguments builds a new one per call.
+_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
 def decode_json_object(raw: bytes) -> dict[str, Any]:
     """Strict JSON object from UTF-8 bytes: unique member names, no NaN, bounded nesting."""
     try:
-        value = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-        )
+        value = _JSON.decode(raw.decode("utf-8"))
     except TokenError:
         raise
     except (ValueError, RecursionError):
@@ -277,10 +291,21 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def _b64(part: bytes) -> bytes:
+# Strict base64url (RFC 7515 section 2): the same verdicts as joserfc.util.urlsafe_b64decode
+# (a test compares them), in one C call. "+", "/" and "=" are mapped to "*" so that strict mode
+# refuses them; padding, whitespace and any other byte are refused by strict mode too.
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/***")
+# For a length of 2 or 3 (mod 4), the last character's unused low bits must be zero.
+_CANONICAL_LAST = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
+
+
+def b64url_decode(part: bytes) -> bytes:
+    remainder = len(part) % 4
+    if remainder == 1 or (remainder and part[-1] not in _CANONICAL_LAST[remainder]):
+        raise TokenError("not strict base64url")
     try:
-        return urlsafe_b64decode(part)
-    except (binascii.Error, ValueError):
+        return binascii.a2b_base64(part.translate(_TO_STANDARD) + b"=" * (-remainder % 4), strict_mode=True)
+    except binascii.Error:
         raise TokenError("not strict base64url") from None
 
 
@@ -294,8 +319,10 @@ def parse_compact(token: bytes, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Com
     header_b64, payload_b64, signature_b64 = parts
     if not header_b64 or not payload_b64 or not signature_b64:
         raise TokenError("empty JWS part")
-    header = decode_json_object(_b64(header_b64))
-    return Compact(header, _b64(payload_b64), header_b64 + b"." + payload_b64, _b64(signature_b64))
+    header = decode_json_object(b64url_decode(header_b64))
+    return Compact(
+        header, b64url_decode(payload_b64), header_b64 + b"." + payload_b64, b64url_decode(signature_b64)
+    )
 
 
 def check_header(header: Mapping[str, Any], media_type: str) -> str:

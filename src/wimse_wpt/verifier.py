@@ -9,6 +9,7 @@ WPT's claim checks, one signature verification, and one replay-cache insert.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import time
@@ -17,8 +18,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
-
-from cachetools import TLRUCache
 
 from .anchors import AnchorConfig, TrustAnchors
 from .identifiers import parse_identifier
@@ -31,6 +30,7 @@ from .tokens import (
     TokenError,
     check_algorithms,
     check_header,
+    b64url_decode,
     decode_json_object,
     import_public_key,
     parse_compact,
@@ -54,6 +54,9 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 Header = tuple[bytes | str, bytes | str]
+_BINDING_CLAIMS = frozenset({"ath", "tth", "oth"})
+_NOTHING_BOUND: frozenset[str] = frozenset()
+_HEADER_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,8 @@ class _VerifiedWIT:
     key: PublicKey  # cnf.jwk, imported once
     alg: str  # cnf.jwk.alg: the WPT's alg must equal it
     exp: float
-    anchors_generation: tuple[int, ...]
+    anchors_generation: int
+    wth: str  # base64url(SHA-256(WIT)), what the WPT's wth claim must equal
 
 
 # --- target URIs ---------------------------------------------------------------------------
@@ -173,10 +177,13 @@ def _hash_matches(claim: object, expected: str) -> bool:
 
 
 def _fields(values: list[bytes] | None) -> int:
-    """How many field values a header carries: comma-joined values count as many."""
+    """0, 1, or 2 for "more than one": comma-joined values count as many. (``in`` runs at
+    memchr speed; ``count`` would walk an attacker-sized value byte by byte.)"""
     if not values:
         return 0
-    return sum(v.count(b",") + 1 for v in values)
+    if len(values) > 1 or b"," in values[0]:
+        return 2
+    return 1
 
 
 class Verifier:
@@ -248,17 +255,29 @@ class Verifier:
         self.max_wpt_lifetime = float(max_wpt_lifetime)
         self.max_wit_lifetime = float(max_wit_lifetime)
         self.max_token_bytes = max_token_bytes
-        self.replay_cache: ReplayCache = replay_cache if replay_cache is not None else MemoryReplayCache()
-        if not isinstance(self.replay_cache, ReplayCache):
-            raise ValueError("replay_cache must have an async check_and_record(key, ttl) method")
+        self.replay_cache = replay_cache if replay_cache is not None else MemoryReplayCache()
         self._clock = clock
-        self._wits: TLRUCache[str, _VerifiedWIT] = TLRUCache(
-            maxsize=wit_cache_size, ttu=lambda _k, wit, _now: wit.exp + self.leeway, timer=clock
-        )
+        # Verified WITs by the SHA-256 of the WIT as sent (wth, undecoded): plain dicts,
+        # because they are read on every request.
+        self._wits: dict[bytes, _VerifiedWIT] = {}
+        self._wit_cache_size = wit_cache_size
+        self._wpt_headers: dict[bytes, str] = {}
         self._wpt_header = WPT_HEADER if profile == "wpt-01" else AUTHORIZATION
         self._wanted = frozenset({WIT_HEADER, WPT_HEADER, AUTHORIZATION, TXN_TOKEN}) | frozenset(
             h.encode() for h in self.oth_headers
         )
+
+    @property
+    def replay_cache(self) -> ReplayCache:
+        return self._replay_cache
+
+    @replay_cache.setter
+    def replay_cache(self, cache: ReplayCache) -> None:
+        if not isinstance(cache, ReplayCache):
+            raise ValueError("replay_cache must have an async check_and_record(key, ttl) method")
+        self._replay_cache = cache
+        # The in-memory cache answers at once: call it without a coroutine on the hot path.
+        self._record_sync = cache.check_and_record_sync if type(cache) is MemoryReplayCache else None
 
     @staticmethod
     def check_audiences(audiences: Iterable[str]) -> list[str]:
@@ -311,70 +330,89 @@ class Verifier:
                 :meth:`check_audiences` (the middleware does that once per route).
         """
         del method  # not bound by wpt-01 or wpt-02
+        wit: _VerifiedWIT | None = None
         try:
-            return await self._verify(headers, request_path(path, root_path), audiences)
+            found = self._collect(headers)
+            now = self._clock()
+            # The credential first: until it verifies we have no key to trust.
+            wit_token = self._single(found.get(WIT_HEADER), "wit")
+            digest = hashlib.sha256(wit_token).digest()
+            wit = self._wits.get(digest)
+            if (
+                wit is None
+                or now >= wit.exp + self.leeway
+                or wit.anchors_generation != self.anchors.generation(wit.trust_domain)
+            ):
+                # First sight, expired, or the domain's keys changed since: verify it now.
+                wit = None
+                verified = await self._verify_wit(wit_token, now)
+                self._remember_wit(digest, verified, now)
+                wit = verified
+            wpt_token, bearer = self._proof_and_bearer(found)
+            alg, payload, signing_input, signature = self._split_wpt(wpt_token)
+            # alg names must be string-equal ("EdDSA" and "Ed25519" are different algs here).
+            if alg != wit.alg:
+                raise Reject("wpt-alg", "The proof's alg is not the alg of the WIT's confirmation key.")
+            try:
+                claims = decode_json_object(payload)
+            except TokenError:
+                raise Reject("wpt-malformed", "The workload proof token's claims are not a JSON object.") from None
+            exp = self._check_exp(claims, now, "wpt", self.max_wpt_lifetime)
+            jti = claims.get("jti")
+            if not isinstance(jti, str) or not jti:
+                raise Reject("wpt-claim-invalid", "The jti claim must be a non-empty string.")
+            if not _hash_matches(claims.get("wth"), wit.wth):
+                raise Reject("wpt-wth", "The wth claim does not match the workload identity token sent.")
+            self._check_audience(claims.get("aud"), request_path(path, root_path), audiences)
+            if bearer is None and len(found) == 2 and not _BINDING_CLAIMS.intersection(claims):
+                bound = _NOTHING_BOUND  # nothing else on the request, nothing else claimed
+            else:
+                bound = self._check_bound_tokens(claims, found, bearer)
+            # The signature last among the checks: everything above is cheap, this is not.
+            if not wit.key.verify(alg, signing_input, signature):
+                raise Reject("wpt-signature", "The proof is not signed by the WIT's confirmation key.")
+            # Replay last of all, so a refused request never burns a jti.
+            await self._check_replay(wit.identifier, jti, exp + self.leeway - now)
         except Reject as reject:
             problem = Problem.of(reject.code, reject.detail, self.profile)
-            raise VerificationError(problem, reject.identifier) from None
+            raise VerificationError(problem, wit.identifier if wit else None) from None
+        return VerifiedWorkload(wit.identifier, wit.trust_domain, wit.claims, MappingProxyType(claims), bound)
 
-    async def _verify(
-        self, headers: Iterable[Header], path: str, route_audiences: Iterable[str]
-    ) -> VerifiedWorkload:
-        found = self._collect(headers)
-        # The credential first: until it verifies we have no key to trust.
-        wit_token = self._single(found.get(WIT_HEADER), "wit")
-        wth = token_hash(wit_token)
-        wit = self._cached_wit(wth)
-        if wit is None:
-            wit = await self._verify_wit(wit_token)
-            self._wits[wth] = wit
-        try:
-            return await self._verify_wpt(found, wit, wth, path, route_audiences)
-        except Reject as reject:
-            reject.identifier = wit.identifier
-            raise
+    def _split_wpt(self, token: bytes) -> tuple[str, bytes, bytes, bytes]:
+        """alg, payload, signing input and signature of a WPT.
 
-    async def _verify_wpt(
-        self,
-        found: dict[bytes, list[bytes]],
-        wit: _VerifiedWIT,
-        wth: str,
-        path: str,
-        route_audiences: Iterable[str],
-    ) -> VerifiedWorkload:
-        wpt_token, bearer = self._proof_and_bearer(found)
-        if len(wpt_token) > self.max_token_bytes:
-            raise Reject("wpt-too-large", f"The workload proof token exceeds {self.max_token_bytes} bytes.")
+        A client sends the same protected header on every request, so a header that passed
+        its checks is remembered (a bounded set) and only the payload and signature are decoded.
+        """
+        header_b64, dot, rest = token.partition(b".")
+        alg = self._wpt_headers.get(header_b64)
+        if alg is not None:
+            payload_b64, dot2, signature_b64 = rest.partition(b".")
+            if dot2 and payload_b64 and signature_b64 and b"." not in signature_b64:
+                try:
+                    payload, signature = b64url_decode(payload_b64), b64url_decode(signature_b64)
+                except TokenError as exc:
+                    raise self._header_reject("wpt", exc) from None
+                return alg, payload, token[: len(header_b64) + 1 + len(payload_b64)], signature
         try:
-            compact = parse_compact(wpt_token, self.max_token_bytes)
+            compact = parse_compact(token, self.max_token_bytes)
             alg = check_header(compact.header, "wpt+jwt")
         except TokenError as exc:
             raise self._header_reject("wpt", exc) from None
-        # alg names must be string-equal ("EdDSA" and "Ed25519" are different algs here).
-        if alg != wit.alg:
-            raise Reject("wpt-alg", "The proof's alg is not the alg of the WIT's confirmation key.")
-        try:
-            claims = decode_json_object(compact.payload)
-        except TokenError:
-            raise Reject("wpt-malformed", "The workload proof token's claims are not a JSON object.") from None
+        if len(self._wpt_headers) >= _HEADER_CACHE_SIZE:
+            self._wpt_headers.clear()
+        self._wpt_headers[header_b64] = alg
+        return alg, compact.payload, compact.signing_input, compact.signature
 
-        now = self._clock()
-        exp = self._check_exp(claims, now, "wpt", self.max_wpt_lifetime)
-        jti = claims.get("jti")
-        if not isinstance(jti, str) or not jti:
-            raise Reject("wpt-claim-invalid", "The jti claim must be a non-empty string.")
-        if not _hash_matches(claims.get("wth"), wth):
-            raise Reject("wpt-wth", "The wth claim does not match the workload identity token sent.")
-        self._check_audience(claims.get("aud"), path, route_audiences)
-        bound = self._check_bound_tokens(claims, found, bearer)
-        # The signature last among the checks: everything above is cheap, this is not.
-        if not wit.key.verify(alg, compact.signing_input, compact.signature):
-            raise Reject("wpt-signature", "The proof is not signed by the WIT's confirmation key.")
-        # Replay last of all, so a refused request never burns a jti.
-        await self._check_replay(wit.identifier, jti, exp + self.leeway - now)
-        return VerifiedWorkload(
-            wit.identifier, wit.trust_domain, wit.claims, MappingProxyType(claims), bound
-        )
+    def _remember_wit(self, digest: bytes, wit: _VerifiedWIT, now: float) -> None:
+        wits = self._wits
+        if len(wits) >= self._wit_cache_size:
+            # Make room: first what has expired, then the oldest (it is only verified again).
+            for key in [k for k, v in wits.items() if now >= v.exp + self.leeway]:
+                del wits[key]
+            while len(wits) >= self._wit_cache_size:
+                del wits[next(iter(wits))]
+        wits[digest] = wit
 
     # --- headers -----------------------------------------------------------------------------
 
@@ -391,7 +429,10 @@ class Verifier:
                         value = value.encode("latin-1")
                     except UnicodeEncodeError:
                         value = value.encode("utf-8", "replace")
-                found.setdefault(name, []).append(value.strip(b" \t"))
+                if name in found:
+                    found[name].append(value)
+                else:
+                    found[name] = [value]
         return found
 
     def _single(self, values: list[bytes] | None, which: str) -> bytes:
@@ -402,7 +443,13 @@ class Verifier:
         if count > 1:
             raise Reject(f"{which}-multiple", "Exactly one field is allowed; comma-joined values count as many.")
         assert values is not None
-        token = values[0]
+        return self._sized(values[0], which)
+
+    def _sized(self, token: bytes, which: str) -> bytes:
+        # The size first: nothing (not even a hash) runs over an attacker-sized value.
+        if len(token) > self.max_token_bytes:
+            raise Reject(f"{which}-too-large", f"The token exceeds {self.max_token_bytes} bytes.")
+        token = token.strip(b" \t")
         if not token:
             raise Reject(f"{which}-malformed", "The field is empty.")
         return token
@@ -419,28 +466,14 @@ class Verifier:
         if self.profile == "wpt-02":
             if credentials is None or credentials[0] != b"wpt":
                 raise Reject("wpt-missing", "The request carries no Authorization: WPT field.")
-            if not credentials[1]:
-                raise Reject("wpt-malformed", "The Authorization: WPT field has no token.")
-            return credentials[1], None
+            return self._sized(credentials[1], "wpt"), None
         token = self._single(found.get(WPT_HEADER), "wpt")
         bearer = credentials[1] if credentials and credentials[0] == b"bearer" else None
         return token, bearer
 
     # --- the WIT -----------------------------------------------------------------------------
 
-    def _cached_wit(self, wth: str) -> _VerifiedWIT | None:
-        wit = self._wits.get(wth)
-        if wit is None:
-            return None
-        if wit.anchors_generation != self.anchors.generation(wit.trust_domain):
-            # The domain's keys changed since: verify again against the keys as they are now.
-            self._wits.pop(wth, None)
-            return None
-        return wit
-
-    async def _verify_wit(self, token: bytes) -> _VerifiedWIT:
-        if len(token) > self.max_token_bytes:
-            raise Reject("wit-too-large", f"The workload identity token exceeds {self.max_token_bytes} bytes.")
+    async def _verify_wit(self, token: bytes, now: float) -> _VerifiedWIT:
         try:
             compact = parse_compact(token, self.max_token_bytes)
             alg = check_header(compact.header, "wit+jwt")
@@ -461,7 +494,7 @@ class Verifier:
             raise Reject("wit-subject", "The sub claim is not a canonical workload identifier.") from None
         if identifier.trust_domain not in self.anchors.trust_domains:
             raise Reject("wit-trust-domain", "The workload's trust domain is not trusted here.")
-        exp = self._check_exp(claims, self._clock(), "wit", self.max_wit_lifetime)
+        exp = self._check_exp(claims, now, "wit", self.max_wit_lifetime)
         cnf_key, cnf_alg = self._confirmation_key(claims.get("cnf"))
         generation = self.anchors.generation(identifier.trust_domain)
         anchor = await self.anchors.find_key(identifier.trust_domain, kid, alg)
@@ -475,6 +508,7 @@ class Verifier:
             cnf_alg,
             exp,
             generation,
+            token_hash(token),
         )
 
     def _confirmation_key(self, cnf: object) -> tuple[PublicKey, str]:
@@ -592,8 +626,12 @@ class Verifier:
         return list(oth)
 
     async def _check_replay(self, workload: str, jti: str, ttl: float) -> None:
+        key = replay_key(workload, jti)
         try:
-            first = await self.replay_cache.check_and_record(replay_key(workload, jti), ttl)
+            if self._record_sync is not None:  # the in-memory cache: no need to await
+                first = self._record_sync(key, ttl)
+            else:
+                first = await self.replay_cache.check_and_record(key, ttl)
         except ReplayCacheFull:
             raise Reject("replay-cache-full", "The replay cache is full; the proof cannot be checked for replay.") from None
         except ReplayStoreUnavailable:
