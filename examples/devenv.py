@@ -7,9 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from wimse_wpt import DevIssuer, MemoryReplayCache, RedisReplayCache, ReplayCache, Verifier
+from wimse_wpt import DevIssuer, MemoryReplayCache, RedisReplayCache, ReplayCache, TrustAnchors, Verifier
 
 DEFAULT_ORIGINS = "http://127.0.0.1:8000,http://localhost:8000"
 
@@ -28,18 +26,27 @@ def dev_issuer(env: Mapping[str, str]) -> DevIssuer:
     return DevIssuer.load_or_create(dev_issuer_path(env))
 
 
-def trust_anchors(env: Mapping[str, str]) -> dict[str, Any]:
+def trust_anchors(env: Mapping[str, str]) -> TrustAnchors:
+    """Each trust domain maps to a JWKS object, a JWKS/SPIFFE bundle file (relative to the
+    anchors file) or a JWKS URL (http only with WIMSE_ALLOW_INSECURE_JWKS=1), or a list."""
     path = env.get("WIMSE_TRUST_ANCHORS")
     if not path:
         issuer = dev_issuer(env)
-        return {issuer.trust_domain: issuer.jwks}
+        return TrustAnchors({issuer.trust_domain: issuer.jwks})
     try:
         document = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise SystemExit(f"WIMSE_TRUST_ANCHORS: cannot read {path}: {exc}") from None
     if not isinstance(document, dict) or not document:
-        raise SystemExit("WIMSE_TRUST_ANCHORS: expected a JSON object mapping trust domain to JWKS")
-    return document
+        raise SystemExit("WIMSE_TRUST_ANCHORS: expected a JSON object mapping trust domain to key sources")
+    try:
+        return TrustAnchors.from_config(
+            document,
+            base_dir=Path(path).parent,
+            allow_insecure=env.get("WIMSE_ALLOW_INSECURE_JWKS") == "1",
+        )
+    except ValueError as exc:
+        raise SystemExit(f"WIMSE_TRUST_ANCHORS: {exc}") from None
 
 
 def replay_store(env: Mapping[str, str]) -> ReplayCache:

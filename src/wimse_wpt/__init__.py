@@ -4,7 +4,7 @@ Server side: :class:`Verifier` (framework-free) and :class:`WPTMiddleware` (ASGI
 Client side: :class:`WPTAuth` (httpx) and :class:`SigningKey`. Testing: :class:`DevIssuer`.
 """
 
-from .anchors import KeySet, KeySource, KeysUnavailable, StaticKeys, TrustAnchors
+from .anchors import JWKSFile, KeySet, KeySource, KeysUnavailable, RemoteJWKS, StaticKeys, TrustAnchors
 from .client import SigningKey, WPTAuth, mint_wpt, target_uri
 from .devissuer import DevIssuer
 from .identifiers import IdentifierPattern, WorkloadIdentifier, parse_identifier
@@ -18,6 +18,7 @@ __all__ = [
     "CATALOG",
     "DevIssuer",
     "IdentifierPattern",
+    "JWKSFile",
     "KeySet",
     "KeySource",
     "KeysUnavailable",
@@ -25,6 +26,7 @@ __all__ = [
     "Problem",
     "Profile",
     "RedisReplayCache",
+    "RemoteJWKS",
     "ReplayCache",
     "ReplayCacheFull",
     "ReplayStoreUnavailable",

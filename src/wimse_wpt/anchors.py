@@ -8,13 +8,26 @@ the verifier's WIT cache can drop entries whose signing key went away.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, Union, runtime_checkable
+from urllib.parse import urlsplit
+
+import httpx
 
 from .identifiers import is_trust_domain
 from .problems import Reject
 from .tokens import DEFAULT_ALGORITHMS, PublicKey, TokenError, import_public_key
+
+logger = logging.getLogger("wimse_wpt")
 
 #: ``use`` values of JWKS entries that may sign WITs ("wit-svid" is SPIFFE's bundle name).
 SIGNATURE_USES = frozenset({"sig", "wit-svid"})
@@ -102,6 +115,209 @@ class StaticKeys:
         return self._keys
 
 
+def _fingerprint(keys: KeySet) -> frozenset[str]:
+    return frozenset(json.dumps(dict(k.jwk), sort_keys=True) for k in keys.keys)
+
+
+class JWKSFile:
+    """A JWKS or SPIFFE trust bundle file, re-read when it changes on disk.
+
+    The file is checked (one ``stat``) at most every ``check_interval`` seconds, when the
+    verifier asks whether the keys changed. A file that cannot be read or parsed at
+    construction is a configuration error; later, a bad rewrite (an agent caught
+    mid-write) keeps the last good keys and logs a warning.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
+        *,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self._algorithms = frozenset(algorithms)
+        self._interval = check_interval
+        self._clock = clock
+        self._generation = 0
+        try:
+            self._stamp, self._keys = self._read()
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"trust anchor file {str(self.path)!r}: {exc}") from None
+        self._checked = clock()
+
+    def _read(self) -> tuple[tuple[int, int, int], KeySet]:
+        stat = self.path.stat()
+        document = json.loads(self.path.read_bytes())
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino), parse_jwks(document, self._algorithms)
+
+    def _check(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._checked < self._interval:
+            return
+        self._checked = now
+        try:
+            stat = self.path.stat()
+            if (stat.st_mtime_ns, stat.st_size, stat.st_ino) == self._stamp:
+                return
+            stamp, keys = self._read()
+        except (OSError, ValueError) as exc:
+            logger.warning("trust anchor file %s unreadable, keeping the last good keys: %s", self.path, exc)
+            return
+        if _fingerprint(keys) != _fingerprint(self._keys):
+            self._generation += 1
+        self._stamp, self._keys = stamp, keys
+
+    @property
+    def generation(self) -> int:
+        self._check()
+        return self._generation
+
+    async def keys(self) -> KeySet:
+        self._check()
+        return self._keys
+
+    async def refresh(self) -> KeySet:
+        self._check(force=True)
+        return self._keys
+
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.I)
+
+
+class RemoteJWKS:
+    """A JWKS fetched with httpx from a URL configured out of band (never from a token).
+
+    Keys are refreshed after ``Cache-Control: max-age`` (``default_refresh`` without it),
+    clamped to ``[min_refresh, max_refresh]``, in the background: requests keep using the
+    current keys meanwhile. An unknown ``kid`` asks for a refresh, but fetches are single
+    flight and at most one per ``min_refresh`` seconds, so a flood of unknown kids cannot
+    become a flood of fetches. While the endpoint fails, the last good keys serve until
+    they are ``max_stale`` seconds old; then verification fails closed (503). Each fetch is
+    bounded by ``timeout`` seconds in all and ``max_bytes`` of body. Only https, unless
+    ``allow_insecure`` (local testing).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
+        *,
+        min_refresh: float = 30.0,
+        default_refresh: float = 300.0,
+        max_refresh: float = 3600.0,
+        max_stale: float = 24 * 3600.0,
+        timeout: float = 5.0,
+        max_bytes: int = 256 * 1024,
+        allow_insecure: bool = False,
+        verify: Any = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (allow_insecure and parts.scheme == "http"):
+            raise ValueError(f"JWKS URL {url!r} must be https (http only with allow_insecure, for local testing)")
+        if not parts.hostname or parts.username or parts.password:
+            raise ValueError(f"JWKS URL {url!r} needs a host and no userinfo")
+        if not 0 <= min_refresh <= default_refresh <= max_refresh:
+            raise ValueError("refresh bounds must satisfy 0 <= min_refresh <= default_refresh <= max_refresh")
+        if not 0 < timeout <= 60 or max_stale <= 0 or not 0 < max_bytes <= 16 * 1024 * 1024:
+            raise ValueError("timeout, max_stale and max_bytes must be positive (timeout at most 60 s)")
+        self.url = url
+        self._algorithms = frozenset(algorithms)
+        self.min_refresh, self.default_refresh, self.max_refresh = min_refresh, default_refresh, max_refresh
+        self.max_stale, self.timeout, self.max_bytes = max_stale, timeout, max_bytes
+        self._verify = verify
+        self._clock = clock
+        self._keys: KeySet | None = None
+        self._fetched_at = -math.inf  # last success
+        self._refresh_at = -math.inf  # when the keys are due for a refresh
+        self._attempted_at = -math.inf  # last attempt, successful or not
+        self._inflight: asyncio.Task[None] | None = None
+        self._usable = False
+        self._generation = 0
+        self.fetches = 0  # attempts made, for observability
+
+    @property
+    def generation(self) -> int:
+        now = self._clock()
+        if now >= self._refresh_at and self._keys is not None:
+            self._start_fetch(now)  # due: refresh in the background
+        usable = self._keys is not None and now - self._fetched_at <= self.max_stale
+        if usable != self._usable:
+            # Keys arriving, or growing too stale to trust: cached WITs must be checked again.
+            self._usable = usable
+            self._generation += 1
+        return self._generation
+
+    async def keys(self) -> KeySet:
+        now = self._clock()
+        if self._keys is None:
+            await self._fetch_now(now)
+        elif now >= self._refresh_at:
+            self._start_fetch(now)
+        if self._keys is None or self._clock() - self._fetched_at > self.max_stale:
+            raise KeysUnavailable(self.url)
+        return self._keys
+
+    async def refresh(self) -> KeySet:
+        await self._fetch_now(self._clock())
+        return await self.keys()
+
+    def _start_fetch(self, now: float) -> asyncio.Task[None] | None:
+        if self._inflight is not None and not self._inflight.done():
+            return self._inflight
+        if now - self._attempted_at < self.min_refresh:
+            return None  # rate limited: at most one fetch per min_refresh
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._attempted_at = now
+        self._inflight = loop.create_task(self._fetch())
+        return self._inflight
+
+    async def _fetch_now(self, now: float) -> None:
+        task = self._start_fetch(now)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def _fetch(self) -> None:
+        self.fetches += 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                body, cache_control = await self._get()
+            keys = parse_jwks(json.loads(body), self._algorithms, strict=False)
+            if not keys.keys:
+                raise ValueError("no usable signature keys")
+        except (httpx.HTTPError, TimeoutError, OSError, ValueError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("JWKS fetch from %s failed (%s); keeping the last good keys", self.url, reason[:200])
+            return
+        match = _MAX_AGE.search(cache_control or "")
+        refresh_in = float(match.group(1)) if match else self.default_refresh
+        refresh_in = min(max(refresh_in, self.min_refresh), self.max_refresh)
+        now = self._clock()
+        if self._keys is None or _fingerprint(keys) != _fingerprint(self._keys):
+            self._generation += 1
+        self._keys, self._fetched_at, self._refresh_at = keys, now, now + refresh_in
+
+    async def _get(self) -> tuple[bytes, str | None]:
+        async with httpx.AsyncClient(timeout=self.timeout, verify=self._verify, follow_redirects=False) as client:
+            async with client.stream("GET", self.url, headers={"accept": "application/json"}) as response:
+                if response.status_code != 200:
+                    raise ValueError(f"status {response.status_code}")
+                declared = response.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                    raise ValueError("response too large")
+                body = bytearray()
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > self.max_bytes:
+                        raise ValueError("response too large")
+                return bytes(body), response.headers.get("cache-control")
+
+
 AnchorConfig = Union[KeySource, Mapping[str, Any], Sequence[Union[KeySource, Mapping[str, Any]]]]
 
 
@@ -128,6 +344,37 @@ class TrustAnchors:
                 item if isinstance(item, KeySource) else StaticKeys(item, algs) for item in items
             )
         self.trust_domains = frozenset(self._sources)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
+        base_dir: str | os.PathLike[str] = ".",
+        allow_insecure: bool = False,
+        **remote_options: Any,
+    ) -> TrustAnchors:
+        """Anchors from a JSON-like mapping: each trust domain maps to a JWKS object, the
+        path of a JWKS or SPIFFE bundle file, an ``https://`` JWKS URL, or a list of those."""
+        if not isinstance(config, Mapping):
+            raise ValueError("trust anchor configuration must map trust domain names to key sources")
+        algs = frozenset(algorithms)
+
+        def source(item: object) -> KeySource | Mapping[str, Any]:
+            if isinstance(item, Mapping):
+                return item
+            if isinstance(item, str) and item.startswith(("https://", "http://")):
+                return RemoteJWKS(item, algs, allow_insecure=allow_insecure, **remote_options)
+            if isinstance(item, str) and item:
+                return JWKSFile(Path(base_dir) / item, algs)
+            raise ValueError(f"unrecognised key source {item!r}: a JWKS object, a file path or a URL")
+
+        domains: dict[str, AnchorConfig] = {}
+        for domain, value in config.items():
+            items = value if isinstance(value, list) else [value]
+            domains[domain] = [source(item) for item in items]
+        return cls(domains, algorithms=algs)
 
     def sources(self, trust_domain: str) -> tuple[KeySource, ...]:
         return self._sources.get(trust_domain, ())

@@ -1,0 +1,315 @@
+"""Trust anchors from real sources: a JWKS served by uvicorn on 127.0.0.1, files rewritten
+while the verifier runs, SPIFFE bundles, and the example service pointed at them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from wimse_wpt import DevIssuer, JWKSFile, RemoteJWKS, SigningKey, TrustAnchors, WPTAuth
+
+from .conftest import IDENTIFIER, NOW, World
+from .servers import example_service, free_port, serve
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class JWKSServer:
+    """A JWKS endpoint whose answers the test changes as it goes."""
+
+    def __init__(self, *issuers: DevIssuer) -> None:
+        self.keys = [k for issuer in issuers for k in issuer.jwks["keys"]]
+        self.status = 200
+        self.delay = 0.0
+        self.body: bytes | None = None
+        self.max_age: int | None = None
+        self.fetches = 0
+
+    def serve(self, issuers: list[DevIssuer]) -> None:
+        self.keys = [k for issuer in issuers for k in issuer.jwks["keys"]]
+
+    async def endpoint(self, request: Request) -> Response:
+        self.fetches += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.body is not None:
+            return Response(self.body, media_type="application/json")
+        headers = {"cache-control": f"max-age={self.max_age}"} if self.max_age is not None else {}
+        return JSONResponse({"keys": self.keys}, status_code=self.status, headers=headers)
+
+
+@pytest.fixture
+def issuers() -> tuple[DevIssuer, DevIssuer]:
+    return DevIssuer("example.com", kid="key-a"), DevIssuer("example.com", kid="key-b")
+
+
+@pytest.fixture
+def server(issuers: tuple[DevIssuer, DevIssuer]) -> Iterator[tuple[JWKSServer, str]]:
+    jwks = JWKSServer(issuers[0])
+    app = Starlette(routes=[Route("/jwks.json", jwks.endpoint)])
+    with serve(app) as origin:
+        yield jwks, origin + "/jwks.json"
+
+
+def remote(url: str, clock: FakeClock, **options: Any) -> RemoteJWKS:
+    options.setdefault("min_refresh", 5)
+    options.setdefault("default_refresh", 60)
+    options.setdefault("max_refresh", 600)
+    options.setdefault("max_stale", 3600)
+    options.setdefault("timeout", 2)
+    return RemoteJWKS(url, allow_insecure=True, clock=clock, **options)
+
+
+def world_with(source: Any, issuer: DevIssuer) -> World:
+    world = World(anchors=TrustAnchors({"example.com": source}))
+    world.issuer = issuer
+    world.wit = issuer.issue_wit(IDENTIFIER, world.key, now=NOW)
+    return world
+
+
+def wit_from(world: World, issuer: DevIssuer) -> str:
+    return issuer.issue_wit(IDENTIFIER, world.key, now=NOW)
+
+
+async def settle(source: RemoteJWKS, fetches: int) -> None:
+    """Let a background refresh finish (it runs on this loop, against the real server)."""
+    for _ in range(200):
+        if source.fetches >= fetches and (source._inflight is None or source._inflight.done()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the background refresh did not finish")
+
+
+async def test_rotation_new_key_added_then_old_key_removed(server: tuple[JWKSServer, str], issuers: Any) -> None:
+    jwks, url = server
+    a, b = issuers
+    clock = FakeClock()
+    source = remote(url, clock)
+    world = world_with(source, a)
+    assert (await world.verify()).identifier == IDENTIFIER
+    # The issuer adds key b: a WIT under it has an unknown kid, which triggers one refresh.
+    jwks.serve([a, b])
+    clock.now += 5
+    wit_b = wit_from(world, b)
+    assert await world.verify(world.headers(world.wpt(wit=wit_b), wit_b))
+    assert jwks.fetches == 2
+    # The issuer removes key a. Once the keys are due for refresh, the cached WIT under a is
+    # checked again and refused, although it verified before.
+    jwks.serve([b])
+    clock.now += 61
+    assert await world.verify(world.headers(world.wpt()))  # served from cache; refresh starts
+    await settle(source, 3)
+    assert (await world.reject(world.headers(world.wpt()))).code == "wit-key-unknown"
+    assert await world.verify(world.headers(world.wpt(wit=wit_b), wit_b))
+
+
+async def test_cache_control_max_age_sets_the_refresh_within_bounds(server: tuple[JWKSServer, str], issuers: Any) -> None:
+    jwks, url = server
+    clock = FakeClock()
+    jwks.max_age = 20
+    source = remote(url, clock)
+    world = world_with(source, issuers[0])
+    await world.verify()
+    clock.now += 19
+    _ = source.generation
+    assert jwks.fetches == 1  # not due yet
+    clock.now += 2
+    _ = source.generation
+    await settle(source, 2)
+    assert jwks.fetches == 2
+    jwks.max_age = 1  # below min_refresh: clamped up to 5 s
+    clock.now += 100
+    _ = source.generation
+    await settle(source, 3)
+    clock.now += 4
+    _ = source.generation
+    await asyncio.sleep(0.05)
+    assert jwks.fetches == 3
+
+
+async def test_unknown_kid_flood_is_one_fetch(server: tuple[JWKSServer, str], issuers: Any) -> None:
+    jwks, url = server
+    clock = FakeClock()
+    source = remote(url, clock)
+    world = world_with(source, issuers[0])
+    stranger = DevIssuer("example.com", kid="not-served")
+    requests = []
+    for _ in range(100):
+        wit = wit_from(world, stranger)
+        requests.append(world.headers(world.wpt(wit=wit), wit))
+    outcomes = await asyncio.gather(*(world.reject(h) for h in requests))
+    assert {p.code for p in outcomes} == {"wit-key-unknown"}
+    assert jwks.fetches == 1
+    # Later floods still cost at most one fetch per min_refresh.
+    clock.now += 5
+    await asyncio.gather(*(world.reject(h) for h in requests[:50]))
+    assert jwks.fetches == 2
+
+
+async def test_endpoint_down_stale_keys_serve_then_fail_closed(server: tuple[JWKSServer, str], issuers: Any) -> None:
+    jwks, url = server
+    clock = FakeClock()
+    source = remote(url, clock, max_stale=300)
+    world = world_with(source, issuers[0])
+    await world.verify()
+    jwks.status = 500
+    clock.now += 100  # past the refresh: the fetch fails, the last good keys keep serving
+    assert await world.verify(world.headers(world.wpt()))
+    await settle(source, 2)
+    fresh_wit = wit_from(world, issuers[0])  # not cached: verified with the stale keys
+    assert await world.verify(world.headers(world.wpt(wit=fresh_wit), fresh_wit))
+    clock.now += 250  # now older than max_stale
+    problem = await world.reject(world.headers(world.wpt()))
+    assert (problem.code, problem.status) == ("trust-anchors-unavailable", 503)
+    # The endpoint comes back: verification recovers by itself.
+    jwks.status = 200
+    clock.now += 10
+    for _ in range(100):
+        try:
+            await world.verify(world.headers(world.wpt()))
+            break
+        except Exception:
+            await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("did not recover")
+
+
+async def test_slow_endpoint_times_out_and_fails_closed(server: tuple[JWKSServer, str], issuers: Any) -> None:
+    jwks, url = server
+    jwks.delay = 3
+    world = world_with(remote(url, FakeClock(), timeout=0.3), issuers[0])
+    started = time.monotonic()
+    problem = await world.reject()
+    assert (problem.code, problem.status) == ("trust-anchors-unavailable", 503)
+    assert time.monotonic() - started < 2
+
+
+async def test_oversized_response_is_refused(server: tuple[JWKSServer, str], issuers: Any) -> None:
+    jwks, url = server
+    jwks.body = b'{"keys": [' + b" " * 300_000 + b"]}"
+    world = world_with(remote(url, FakeClock()), issuers[0])
+    assert (await world.reject()).code == "trust-anchors-unavailable"
+
+
+async def test_source_down_at_startup_fails_requests_closed_until_keys_arrive(issuers: Any) -> None:
+    clock = FakeClock()
+    port = free_port()
+    source = remote(f"http://127.0.0.1:{port}/jwks.json", clock)
+    world = world_with(source, issuers[0])  # construction does not fetch, and does not crash
+    assert (await world.reject()).code == "trust-anchors-unavailable"
+    jwks = JWKSServer(issuers[0])
+    with serve(Starlette(routes=[Route("/jwks.json", jwks.endpoint)]), port=port):
+        clock.now += 5
+        assert (await world.verify(world.headers(world.wpt()))).identifier == IDENTIFIER
+
+
+def test_remote_sources_are_https_only_unless_allowed() -> None:
+    with pytest.raises(ValueError, match="https"):
+        RemoteJWKS("http://127.0.0.1/jwks.json")
+    with pytest.raises(ValueError):
+        RemoteJWKS("ftp://example.com/jwks.json", allow_insecure=True)
+    assert RemoteJWKS("https://issuer.example/jwks.json").url.startswith("https://")
+
+
+def write_atomically(path: Path, document: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document))
+    os.replace(temporary, path)
+
+
+async def test_file_rewritten_while_running(tmp_path: Path, issuers: Any) -> None:
+    a, b = issuers
+    path = tmp_path / "bundle.json"
+    write_atomically(path, a.jwks)
+    clock = FakeClock()
+    source = JWKSFile(path, check_interval=1.0, clock=clock)
+    world = world_with(source, a)
+    assert await world.verify()
+    write_atomically(path, {"keys": a.jwks["keys"] + b.jwks["keys"]})
+    wit_b = wit_from(world, b)
+    assert await world.verify(world.headers(world.wpt(wit=wit_b), wit_b))  # unknown kid: re-read
+    write_atomically(path, b.jwks)
+    clock.now += 1
+    assert (await world.reject(world.headers(world.wpt()))).code == "wit-key-unknown"
+    # A bad rewrite keeps the last good keys.
+    path.write_text("{not json")
+    clock.now += 1
+    assert await world.verify(world.headers(world.wpt(wit=wit_b), wit_b))
+
+
+def test_bad_files_are_configuration_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="trust anchor file"):
+        JWKSFile(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="trust anchor file"):
+        JWKSFile(bad)
+    with pytest.raises(ValueError):
+        TrustAnchors.from_config({"example.com": 42})
+
+
+async def test_spiffe_bundle_uses_wit_svid_keys_and_ignores_the_rest(tmp_path: Path, issuers: Any) -> None:
+    a, b = issuers
+    bundle = {
+        "spiffe_sequence": 12,
+        "spiffe_refresh_hint": 300,
+        "keys": [
+            dict(a.jwks["keys"][0], use="wit-svid"),
+            dict(b.jwks["keys"][0], use="x509-svid", x5c=["MIIB..."]),
+            dict(DevIssuer(kid="enc").jwks["keys"][0], use="enc"),
+        ],
+    }
+    path = tmp_path / "bundle.spiffe"
+    path.write_text(json.dumps(bundle))
+    world = world_with(JWKSFile(path), a)
+    assert await world.verify()
+    wit_b = wit_from(world, b)
+    assert (await world.reject(world.headers(world.wpt(wit=wit_b), wit_b))).code == "wit-key-unknown"
+
+
+def test_from_config_mixes_sources(tmp_path: Path, server: tuple[JWKSServer, str], issuers: Any) -> None:
+    _, url = server
+    (tmp_path / "b.json").write_text(json.dumps(issuers[1].jwks))
+    anchors = TrustAnchors.from_config(
+        {"example.com": [url, "b.json"], "other.example": DevIssuer("other.example").jwks},
+        base_dir=tmp_path,
+        allow_insecure=True,
+    )
+    assert anchors.trust_domains == {"example.com", "other.example"}
+    assert [type(s).__name__ for s in anchors.sources("example.com")] == ["RemoteJWKS", "JWKSFile"]
+    with pytest.raises(ValueError, match="https"):
+        TrustAnchors.from_config({"example.com": url})
+
+
+def test_example_service_reads_a_jwks_url_and_a_bundle_file(
+    tmp_path: Path, server: tuple[JWKSServer, str], issuers: Any
+) -> None:
+    _, url = server
+    partner = DevIssuer("partner.example", kid="p")
+    (tmp_path / "partner.json").write_text(json.dumps({"spiffe_sequence": 1, **partner.jwks}))
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(json.dumps({"example.com": url, "partner.example": "partner.json"}))
+    env = {"WIMSE_TRUST_ANCHORS": str(anchors), "WIMSE_ALLOW_INSECURE_JWKS": "1"}
+    with example_service(env) as origin:
+        for issuer, identifier in ((issuers[0], "wimse://example.com/a"), (partner, "wimse://partner.example/b")):
+            key = SigningKey.generate("ES256")
+            with httpx.Client(base_url=origin, auth=WPTAuth(key, issuer.issue_wit(identifier, key))) as client:
+                assert client.post("/path").json() == {"workload": identifier}
