@@ -211,6 +211,14 @@ def test_route_audience_alias(service: Service) -> None:
         assert_problem(client.post("/path", headers={**headers, "Workload-Proof-Token": proof}), 400, "wpt-audience")
 
 
+def test_auth_rereads_a_rotating_wit_on_every_request(service: Service) -> None:
+    key = SigningKey.generate("ES256")
+    wits = iter([service.issuer.issue_wit(IDENTIFIER, key), service.issuer.issue_wit("wimse://example.com/rotated", key)])
+    with httpx.Client(base_url=service.origin, auth=WPTAuth(key, lambda: next(wits))) as client:
+        first, second = client.get("/path").json(), client.get("/path").json()
+    assert (first["workload"], second["workload"]) == (IDENTIFIER, "wimse://example.com/rotated")
+
+
 def test_bearer_and_txn_token_are_bound_by_the_client(service: Service) -> None:
     with service.client() as client:
         response = client.get("/path", headers={"Authorization": "Bearer at-1", "Txn-Token": "txn.token.value"})
