@@ -10,7 +10,7 @@ import pytest
 from wimse_wpt import DevIssuer, IdentifierPattern, TrustAnchors, Verifier
 from wimse_wpt.tokens import TokenError, check_algorithms, import_public_key, parse_compact
 
-from .conftest import ORIGIN, VECTORS
+from .conftest import ORIGIN, VECTORS, missing_shared
 
 WYCHEPROOF = VECTORS / "wycheproof"
 SIGNATURE_FILES = {
@@ -25,7 +25,7 @@ SIGNATURE_FILES = {
 def _load(name: str) -> dict[str, Any]:
     path = WYCHEPROOF / name
     if not path.exists():
-        pytest.skip(f"Wycheproof vectors are not at {path} (shared/ absent)")
+        missing_shared(f"Wycheproof vectors are not at {path} (shared/ absent)")
     return json.loads(path.read_text())
 
 
