@@ -376,6 +376,25 @@ class TrustAnchors:
             domains[domain] = [source(item) for item in items]
         return cls(domains, algorithms=algs)
 
+    @staticmethod
+    async def _gather(
+        sources: tuple[KeySource, ...], kid: str | None, alg: str, *, refresh: bool
+    ) -> tuple[list[PublicKey], int]:
+        found: list[PublicKey] = []
+        unavailable = 0
+        for source in sources:
+            try:
+                keys = await (source.refresh() if refresh else source.keys())
+            except KeysUnavailable:
+                unavailable += 1
+                continue
+            except Exception as exc:  # a source of the user's failing some other way: fail closed
+                logger.error("key source %s raised %s", type(source).__name__, type(exc).__name__)
+                unavailable += 1
+                continue
+            found += keys.select(kid, alg)
+        return found, unavailable
+
     def sources(self, trust_domain: str) -> tuple[KeySource, ...]:
         return self._sources.get(trust_domain, ())
 
@@ -395,21 +414,10 @@ class TrustAnchors:
         sources = self._sources.get(trust_domain)
         if not sources:
             raise Reject("wit-trust-domain", "The workload's trust domain is not trusted here.")
-        found: list[PublicKey] = []
-        unavailable = 0
-        for source in sources:
-            try:
-                found += (await source.keys()).select(kid, alg)
-            except KeysUnavailable:
-                unavailable += 1
+        found, unavailable = await self._gather(sources, kid, alg, refresh=False)
         if not found and kid is not None:
             # An unknown kid may mean the issuer rotated: ask the sources to look again.
-            found, unavailable = [], 0
-            for source in sources:
-                try:
-                    found += (await source.refresh()).select(kid, alg)
-                except KeysUnavailable:
-                    unavailable += 1
+            found, unavailable = await self._gather(sources, kid, alg, refresh=True)
         if len(found) == 1:
             return found[0]
         if not found and unavailable:

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
 
-from .anchors import AnchorConfig, TrustAnchors
+from .anchors import AnchorConfig, TrustAnchors, logger
 from .identifiers import parse_identifier
 from .problems import PROFILES, Problem, Profile, Reject, VerificationError
 from .replay import MemoryReplayCache, ReplayCache, ReplayCacheFull, ReplayStoreUnavailable, replay_key
@@ -636,5 +636,8 @@ class Verifier:
             raise Reject("replay-cache-full", "The replay cache is full; the proof cannot be checked for replay.") from None
         except ReplayStoreUnavailable:
             raise Reject("replay-store-unavailable", "The replay store did not answer; the proof cannot be checked for replay.") from None
+        except Exception as exc:  # a store of the user's that fails some other way: fail closed
+            logger.error("replay store %s raised %s; refusing", type(self.replay_cache).__name__, type(exc).__name__)
+            raise Reject("replay-store-unavailable", "The replay store failed; the proof cannot be checked for replay.") from None
         if not first:
             raise Reject("wpt-replayed", "This proof (workload and jti) was already used.")
