@@ -127,7 +127,10 @@ def run() -> dict[str, Any]:
         }
         summary[mode]["non_2xx"] = sum(r["non_2xx"] for r in runs)
     # Ratios per round (side by side), then the median.
-    summary["on_vs_off"] = round(statistics.median(on["rps"] / off["rps"] for on, off in zip(results["on"], results["off"])), 3)
-    summary["floor_vs_off"] = round(statistics.median(fl["rps"] / off["rps"] for fl, off in zip(results["floor"], results["off"])), 3)
-    summary["on_vs_naive"] = round(statistics.median(on["rps"] / nv["rps"] for on, nv in zip(results["on"], results["naive"])), 3)
+    def ratio(a: str, b: str) -> float:
+        return round(statistics.median(x["rps"] / y["rps"] for x, y in zip(results[a], results[b], strict=True)), 3)
+
+    summary["on_vs_off"] = ratio("on", "off")
+    summary["floor_vs_off"] = ratio("floor", "off")
+    summary["on_vs_naive"] = ratio("on", "naive")
     return summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import os
 import secrets
@@ -168,17 +169,13 @@ def cold(alg: str) -> dict[str, float]:
         pairs = [fresh() for _ in range(BATCH)]
         wits = [prepare_wit(w) for w, _ in pairs]
         wpts = [prepare(p) for _, p in pairs]
-        # Two raw verifies a request; each WPT is checked under the same scene key shape.
-        keys = [SigningKey(SigningKey.generate(alg).key, alg) for _ in range(0)]
-        del keys
-
+        # Two raw verifies a request. Each WPT was signed by its own fresh key, so the scene
+        # key refuses it: the same work as a successful verify, without importing keys.
         def run() -> None:
-            for wit_pair, wpt_pair in zip(wits, wpts):
+            for wit_pair, wpt_pair in zip(wits, wpts, strict=True):
                 check_wit(wit_pair)
-                try:
+                with contextlib.suppress(Exception):
                     check(wpt_pair)
-                except Exception:
-                    pass  # signed by each fresh key, so the scene key refuses: same work
 
         return run
 
@@ -215,10 +212,8 @@ def rejection(alg: str) -> dict[str, Any]:
     for name, headers in cases.items():
         async def refuse_all(headers: list[tuple[bytes, bytes]] = headers) -> None:
             for _ in range(BATCH):
-                try:
+                with contextlib.suppress(VerificationError):
                     await verifier.verify(headers, path="/path")
-                except VerificationError:
-                    pass
 
         def ours(_: int) -> Callable[[], None]:
             return lambda: scene.loop.run_until_complete(refuse_all())

@@ -11,8 +11,8 @@ import os
 import sys
 
 import httpx
-
 from devenv import dev_issuer
+
 from wimse_wpt import SigningKey, WPTAuth
 
 IDENTIFIER = "wimse://example.com/demo-client"

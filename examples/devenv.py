@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
 from wimse_wpt import DevIssuer, MemoryReplayCache, RedisReplayCache, ReplayCache, TrustAnchors, Verifier
 
 DEFAULT_ORIGINS = "http://127.0.0.1:8000,http://localhost:8000"

@@ -17,10 +17,10 @@ import logging
 import os
 from typing import Any
 
+from devenv import service_settings
 from fastapi import Depends, FastAPI, Request, WebSocket
 from starlette.authentication import requires
 
-from devenv import service_settings
 from wimse_wpt.fastapi import Workload, install, require_workload
 from wimse_wpt.middleware import verified_workload
 

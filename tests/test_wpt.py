@@ -17,7 +17,6 @@ from wimse_wpt import (
     VerificationError,
     Verifier,
 )
-
 from wimse_wpt.replay import replay_key
 
 from .conftest import IDENTIFIER, NOW, ORIGIN, TARGET, World, sign_raw

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -303,22 +303,24 @@ class RemoteJWKS:
         self._keys, self._fetched_at, self._refresh_at = keys, now, now + refresh_in
 
     async def _get(self) -> tuple[bytes, str | None]:
-        async with httpx.AsyncClient(timeout=self.timeout, verify=self._verify, follow_redirects=False) as client:
-            async with client.stream("GET", self.url, headers={"accept": "application/json"}) as response:
-                if response.status_code != 200:
-                    raise ValueError(f"status {response.status_code}")
-                declared = response.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        client = httpx.AsyncClient(timeout=self.timeout, verify=self._verify, follow_redirects=False)
+        # identity: the size cap counts the bytes as sent, and no decompression can outgrow it.
+        headers = {"accept": "application/json", "accept-encoding": "identity"}
+        async with client, client.stream("GET", self.url, headers=headers) as response:
+            if response.status_code != 200:
+                raise ValueError(f"status {response.status_code}")
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                raise ValueError("response too large")
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > self.max_bytes:
                     raise ValueError("response too large")
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > self.max_bytes:
-                        raise ValueError("response too large")
-                return bytes(body), response.headers.get("cache-control")
+            return bytes(body), response.headers.get("cache-control")
 
 
-AnchorConfig = Union[KeySource, Mapping[str, Any], Sequence[Union[KeySource, Mapping[str, Any]]]]
+AnchorConfig = KeySource | Mapping[str, Any] | Sequence[KeySource | Mapping[str, Any]]
 
 
 class TrustAnchors:

@@ -37,7 +37,7 @@ class SigningKey:
         if kty == "EC":
             key: Any = ECKey.generate_key(_CURVE_FOR[alg])
         elif kty == "OKP":
-            key = OKPKey.generate_key(_CURVE_FOR[alg])
+            key = OKPKey.generate_key(_CURVE_FOR[alg])  # type: ignore[arg-type]  # Ed25519 here
         else:
             key = RSAKey.generate_key(2048)
         return cls(key, alg)
@@ -48,7 +48,8 @@ class SigningKey:
         chosen = alg or jwk.get("alg")
         if not isinstance(chosen, str) or chosen not in ALGORITHMS:
             raise ValueError("the key needs a supported alg")
-        importer = {"EC": ECKey, "OKP": OKPKey, "RSA": RSAKey}[ALGORITHMS[chosen].kty]
+        importers: dict[str, Any] = {"EC": ECKey, "OKP": OKPKey, "RSA": RSAKey}
+        importer = importers[ALGORITHMS[chosen].kty]
         key = importer.import_key(dict(jwk))
         if not key.is_private:
             raise ValueError("a signing key must be private")

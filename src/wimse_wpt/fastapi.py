@@ -25,9 +25,10 @@ from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 from .identifiers import IdentifierPattern
-from .middleware import RouteRule, WPTMiddleware, path_pattern, log_rejection, render_problem, verified_workload
+from .middleware import RouteRule, WPTMiddleware, log_rejection, path_pattern, render_problem, verified_workload
 from .problems import Problem, VerificationError
 from .verifier import VerifiedWorkload, Verifier
+
 
 def _security_schemes(profile: str) -> dict[str, dict[str, str]]:
     wit = {
@@ -124,7 +125,7 @@ def _document(app: FastAPI, profile: str, excluded: list[tuple[str, bool]]) -> N
             return app.openapi_schema
         schema = generate()
         schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(_security_schemes(profile))
-        requirement = {"WorkloadIdentityToken": [], "WorkloadProofToken": []}
+        requirement: dict[str, list[str]] = {"WorkloadIdentityToken": [], "WorkloadProofToken": []}
         for path, operations in schema.get("paths", {}).items():
             if any(path.startswith(p) if prefix else path == p for p, prefix in excluded):
                 continue

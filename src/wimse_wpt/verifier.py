@@ -28,9 +28,9 @@ from .tokens import (
     DEFAULT_MAX_TOKEN_BYTES,
     PublicKey,
     TokenError,
+    b64url_decode,
     check_algorithms,
     check_header,
-    b64url_decode,
     decode_json_object,
     import_public_key,
     parse_compact,
@@ -428,7 +428,7 @@ class Verifier:
                     try:
                         value = value.encode("latin-1")
                     except UnicodeEncodeError:
-                        value = value.encode("utf-8", "replace")
+                        value = value.encode("utf-8", "replace")  # type: ignore[union-attr]
                 if name in found:
                     found[name].append(value)
                 else:
@@ -635,7 +635,8 @@ class Verifier:
         except ReplayCacheFull:
             raise Reject("replay-cache-full", "The replay cache is full; the proof cannot be checked for replay.") from None
         except ReplayStoreUnavailable:
-            raise Reject("replay-store-unavailable", "The replay store did not answer; the proof cannot be checked for replay.") from None
+            detail = "The replay store did not answer; the proof cannot be checked for replay."
+            raise Reject("replay-store-unavailable", detail) from None
         except Exception as exc:  # a store of the user's that fails some other way: fail closed
             logger.error("replay store %s raised %s; refusing", type(self.replay_cache).__name__, type(exc).__name__)
             raise Reject("replay-store-unavailable", "The replay store failed; the proof cannot be checked for replay.") from None
