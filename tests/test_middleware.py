@@ -131,6 +131,30 @@ async def test_async_client_uses_the_same_auth(service: Service) -> None:
     assert [r.status_code for r in responses] == [200, 200, 200]
 
 
+def test_query_string_is_not_part_of_the_audience(service: Service) -> None:
+    with service.client() as client:
+        assert client.get("/path?a=1&b=%2F").status_code == 200
+
+
+async def test_middleware_ignores_a_query_left_in_raw_path(service: Service) -> None:
+    # Some servers leave the query in raw_path; the target URI must not include it.
+    sent: list[dict[str, Any]] = []
+    request = httpx.Request("GET", service.origin + "/path")
+    service.auth().auth_flow(request).send(None)
+    headers = [(k.lower(), v) for k, v in request.headers.raw]
+    scope = {"type": "http", "method": "GET", "path": "/path", "raw_path": b"/path?x=1", "root_path": "",
+             "query_string": b"x=1", "headers": headers, "scheme": "http", "server": ("127.0.0.1", service.port)}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await service.app(scope, receive, send)
+    assert sent[0]["status"] == 200
+
+
 def test_unsigned_call_gets_a_problem(service: Service) -> None:
     with httpx.Client(base_url=service.origin) as client:
         body = assert_problem(client.post("/path"), 400, "wit-missing")

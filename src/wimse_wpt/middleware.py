@@ -158,7 +158,11 @@ class WPTMiddleware:
             return
         rule = self._rule(path)
         raw_path = scope.get("raw_path")
-        wire_path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe="/:@!$&'()*+,;=%~")
+        # The path as sent (percent-encoding intact); never the query, whatever the server.
+        if raw_path:
+            wire_path = raw_path.partition(b"?")[0].decode("latin-1")
+        else:
+            wire_path = quote(scope["path"], safe="/:@!$&'()*+,;=%~")
         try:
             workload = await self.verifier.verify(
                 scope["headers"],
