@@ -34,3 +34,10 @@ def test_readme_documents_every_problem_code_with_its_status() -> None:
     rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \| ([0-9/]+) \|", text, re.M))
     expected = {Kind.CREDENTIAL: "400/401", Kind.FORBIDDEN: "403", Kind.UNAVAILABLE: "503"}
     assert rows == {code: expected[kind] for code, (kind, _title) in CATALOG.items()}
+
+
+def test_readme_documents_every_public_name() -> None:
+    import wimse_wpt
+
+    text = (ROOT / "README.md").read_text()
+    assert [name for name in wimse_wpt.__all__ if f"`{name}" not in text] == []
