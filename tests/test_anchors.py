@@ -226,6 +226,10 @@ def test_remote_sources_are_https_only_unless_allowed() -> None:
         RemoteJWKS("http://127.0.0.1/jwks.json")
     with pytest.raises(ValueError):
         RemoteJWKS("ftp://example.com/jwks.json", allow_insecure=True)
+    with pytest.raises(ValueError, match="loopback"):
+        RemoteJWKS("http://issuer.example/jwks.json", allow_insecure=True)
+    for local in ("http://127.0.0.1:8080/jwks.json", "http://localhost/jwks.json", "http://[::1]/jwks.json"):
+        assert RemoteJWKS(local, allow_insecure=True).url == local
     assert RemoteJWKS("https://issuer.example/jwks.json").url.startswith("https://")
 
 

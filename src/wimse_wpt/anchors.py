@@ -9,6 +9,7 @@ the verifier's WIT cache can drop entries whose signing key went away.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import math
@@ -183,6 +184,15 @@ class JWKSFile:
         return self._keys
 
 
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.I)
 
 
@@ -196,7 +206,7 @@ class RemoteJWKS:
     become a flood of fetches. While the endpoint fails, the last good keys serve until
     they are ``max_stale`` seconds old; then verification fails closed (503). Each fetch is
     bounded by ``timeout`` seconds in all and ``max_bytes`` of body. Only https, unless
-    ``allow_insecure`` (local testing).
+    ``allow_insecure`` and the host is loopback (local testing).
     """
 
     def __init__(
@@ -215,8 +225,10 @@ class RemoteJWKS:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "https" and not (allow_insecure and parts.scheme == "http"):
-            raise ValueError(f"JWKS URL {url!r} must be https (http only with allow_insecure, for local testing)")
+        if parts.scheme != "https" and not (allow_insecure and parts.scheme == "http" and _is_loopback(parts.hostname)):
+            raise ValueError(
+                f"JWKS URL {url!r} must be https (http only to a loopback host with allow_insecure, for local testing)"
+            )
         if not parts.hostname or parts.username or parts.password:
             raise ValueError(f"JWKS URL {url!r} needs a host and no userinfo")
         if not 0 <= min_refresh <= default_refresh <= max_refresh:
