@@ -364,7 +364,7 @@ class Verifier:
             if not _hash_matches(claims.get("wth"), wit.wth):
                 raise Reject("wpt-wth", "The wth claim does not match the workload identity token sent.")
             self._check_audience(claims.get("aud"), request_path(path, root_path), audiences)
-            if bearer is None and len(found) == 2 and not _BINDING_CLAIMS.intersection(claims):
+            if bearer is None and len(found) == 2 and _BINDING_CLAIMS.isdisjoint(claims):
                 bound = _NOTHING_BOUND  # nothing else on the request, nothing else claimed
             else:
                 bound = self._check_bound_tokens(claims, found, bearer)
