@@ -83,10 +83,12 @@ class RedisReplayCache:
     """Replay cache shared by every replica, on redis-py's asyncio client.
 
     One atomic command per check: ``SET <prefix><sha256 hex> 1 NX PX <ttl ms>``. Works with
-    a URL, or with any client redis-py provides (``Redis``, ``RedisCluster``, a Sentinel
-    master). Any Redis failure, or no answer within ``timeout`` seconds, raises
-    :class:`ReplayStoreUnavailable`, so the request is refused; with ``fail_open=True``
-    such a check passes instead, which drops replay protection while Redis is down.
+    a URL (then on a bounded pool of ``max_connections``, so a burst of requests reuses
+    connections instead of opening one each), or with any client redis-py provides
+    (``Redis``, ``RedisCluster``, a Sentinel master). Any Redis failure, or no answer within
+    ``timeout`` seconds (waiting for a pooled connection included), raises
+    :class:`ReplayStoreUnavailable`, so the request is refused; with ``fail_open=True`` such a
+    check passes instead, which drops replay protection while Redis is down.
     """
 
     def __init__(
@@ -94,7 +96,8 @@ class RedisReplayCache:
         url_or_client: Any,
         *,
         prefix: str = "wimse-wpt:jti:",
-        timeout: float = 0.25,
+        timeout: float = 1.0,
+        max_connections: int = 64,
         fail_open: bool = False,
     ) -> None:
         import redis.asyncio as redis_asyncio
@@ -103,13 +106,18 @@ class RedisReplayCache:
             raise ValueError("timeout must be between 0 and 30 seconds")
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError("max_connections must be a positive integer")
         if isinstance(url_or_client, str):
-            self._client = redis_asyncio.Redis.from_url(
+            pool = redis_asyncio.BlockingConnectionPool.from_url(
                 url_or_client,
+                max_connections=max_connections,
+                timeout=timeout,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 health_check_interval=30,
             )
+            self._client = redis_asyncio.Redis(connection_pool=pool)
             self._owns_client = True
         else:
             self._client = url_or_client
