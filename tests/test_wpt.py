@@ -259,6 +259,19 @@ async def test_oth_binds_configured_headers_only() -> None:
         assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
 
 
+async def test_bound_token_values_are_hashed_without_surrounding_spaces() -> None:
+    # Servers strip optional whitespace; a caller passing raw str headers may not.
+    world = World(oth_headers=["x-custom-token"])
+    token = world.wpt(bearer="at-1", txn_token="txn.1", other_tokens={"x-custom-token": "custom"})
+    headers = [(k.decode(), v.decode()) for k, v in world.headers(token)] + [
+        ("Authorization", "Bearer at-1  "),
+        ("Txn-Token", " txn.1\t"),
+        ("X-Custom-Token", "  custom "),
+    ]
+    workload = await world.verify(headers)
+    assert workload.bound_tokens == {"authorization", "txn-token", "x-custom-token"}
+
+
 async def test_oth_entry_not_configured_is_rejected(world: World) -> None:
     token = world.wpt(other_tokens={"x-custom-token": "v"})
     assert (await world.reject(world.headers(token, None, ("x-custom-token", "v")))).code == "oth-unknown"

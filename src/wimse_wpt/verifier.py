@@ -468,7 +468,7 @@ class Verifier:
                 raise Reject("wpt-missing", "The request carries no Authorization: WPT field.")
             return self._sized(credentials[1], "wpt"), None
         token = self._single(found.get(WPT_HEADER), "wpt")
-        bearer = credentials[1] if credentials and credentials[0] == b"bearer" else None
+        bearer = credentials[1].strip(b" \t") if credentials and credentials[0] == b"bearer" else None
         return token, bearer
 
     # --- the WIT -----------------------------------------------------------------------------
@@ -582,7 +582,7 @@ class Verifier:
         txn = found.get(TXN_TOKEN)
         if _fields(txn) > 1:
             raise Reject("txn-token-multiple", "Exactly one Txn-Token field is allowed.")
-        txn_token = txn[0] if txn else None
+        txn_token = txn[0].strip(b" \t") if txn else None
         self._check_binding("tth", claims.get("tth"), txn_token, "transaction token")
         if txn_token is not None:
             bound.append("txn-token")
@@ -621,7 +621,7 @@ class Verifier:
                 raise Reject("oth-unexpected", f"The oth claim binds a {name} header the request does not carry.")
             if len(values) > 1:
                 raise Reject("oth-header-multiple", f"The {name} header occurs more than once.")
-            if not _hash_matches(expected, token_hash(values[0])):
+            if not _hash_matches(expected, token_hash(values[0].strip(b" \t"))):
                 raise Reject("oth-mismatch", f"The oth hash for {name} does not match the header sent.")
         return list(oth)
 
