@@ -209,6 +209,20 @@ async def test_oversized_response_is_refused(server: tuple[JWKSServer, str], iss
     assert (await world.reject()).code == "trust-anchors-unavailable"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"keys": [{"use": []}, {"use": {"a": 1}}]}', b'{"keys": "x"}', b"\xff\xfe"],
+    ids=["deep-nesting", "unhashable-use", "keys-not-a-list", "not-utf8"],
+)
+async def test_hostile_jwks_bodies_fail_closed_never_500(
+    server: tuple[JWKSServer, str], issuers: Any, body: bytes
+) -> None:
+    jwks, url = server
+    jwks.body = body
+    world = world_with(remote(url, FakeClock()), issuers[0])
+    assert (await world.reject()).code == "trust-anchors-unavailable"
+
+
 async def test_source_down_at_startup_fails_requests_closed_until_keys_arrive(issuers: Any) -> None:
     clock = FakeClock()
     port = free_port()
@@ -253,10 +267,15 @@ async def test_file_rewritten_while_running(tmp_path: Path, issuers: Any) -> Non
     write_atomically(path, b.jwks)
     clock.now += 1
     assert (await world.reject(world.headers(world.wpt()))).code == "wit-key-unknown"
-    # A bad rewrite keeps the last good keys.
-    path.write_text("{not json")
+    # A bad rewrite keeps the last good keys, whatever it holds.
+    for bad in ("{not json", "[" * 100_000, '{"keys": "x"}'):
+        path.write_text(bad)
+        clock.now += 1
+        assert await world.verify(world.headers(world.wpt(wit=wit_b), wit_b))
+    # A valid file is authoritative: emptied of usable keys, it revokes them all.
+    path.write_text('{"keys": [{"use": []}]}')
     clock.now += 1
-    assert await world.verify(world.headers(world.wpt(wit=wit_b), wit_b))
+    assert (await world.reject(world.headers(world.wpt(wit=wit_b), wit_b))).code == "wit-key-unknown"
 
 
 def test_bad_files_are_configuration_errors(tmp_path: Path) -> None:

@@ -61,9 +61,10 @@ def parse_jwks(
     keys: list[PublicKey] = []
     kids: set[str] = set()
     for index, entry in enumerate(document["keys"]):
-        if isinstance(entry, Mapping) and entry.get("use", "sig") not in SIGNATURE_USES:
+        use = entry.get("use", "sig") if isinstance(entry, Mapping) else "sig"
+        if not isinstance(use, str) or use not in SIGNATURE_USES:
             continue
-        if isinstance(entry, Mapping) and entry.get("use") == "wit-svid":
+        if use == "wit-svid":
             entry = {k: v for k, v in entry.items() if k != "use"}
         try:
             key = import_public_key(entry, algorithms)
@@ -144,8 +145,8 @@ class JWKSFile:
         self._generation = 0
         try:
             self._stamp, self._keys = self._read()
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"trust anchor file {str(self.path)!r}: {exc}") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ValueError(f"trust anchor file {str(self.path)!r}: {type(exc).__name__}: {exc}"[:300]) from None
         self._checked = clock()
 
     def _read(self) -> tuple[tuple[int, int, int], KeySet]:
@@ -163,8 +164,8 @@ class JWKSFile:
             if (stat.st_mtime_ns, stat.st_size, stat.st_ino) == self._stamp:
                 return
             stamp, keys = self._read()
-        except (OSError, ValueError) as exc:
-            logger.warning("trust anchor file %s unreadable, keeping the last good keys: %s", self.path, exc)
+        except Exception as exc:  # whatever the file holds now, the last good keys stay
+            logger.warning("trust anchor file %s unusable, keeping the last good keys: %s", self.path, type(exc).__name__)
             return
         if _fingerprint(keys) != _fingerprint(self._keys):
             self._generation += 1
@@ -302,7 +303,7 @@ class RemoteJWKS:
             keys = parse_jwks(json.loads(body), self._algorithms, strict=False)
             if not keys.keys:
                 raise ValueError("no usable signature keys")
-        except (httpx.HTTPError, TimeoutError, OSError, ValueError) as exc:
+        except Exception as exc:  # whatever the endpoint sent, the last good keys stay
             reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             logger.warning("JWKS fetch from %s failed (%s); keeping the last good keys", self.url, reason[:200])
             return
