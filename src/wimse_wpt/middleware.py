@@ -144,6 +144,9 @@ class WPTMiddleware:
         # Longest first, exact before prefix of the same length: the most specific rule wins.
         self._routes = sorted(rules, key=lambda r: (len(r[0]), not r[1]), reverse=True)
         self._exact = {prefix: rule for prefix, is_prefix, rule in self._routes if not is_prefix}
+        self._forbidden = Problem.of(
+            "workload-forbidden", "This workload is not allowed to call this route.", verifier.profile
+        )
         strip = {WIT_HEADER, WPT_HEADER if verifier.profile == "wpt-01" else AUTHORIZATION}
         self._strip = frozenset(strip) if strip_credentials else frozenset()
 
@@ -175,17 +178,14 @@ class WPTMiddleware:
             await self._refuse(scope, receive, send, error.problem, error.identifier)
             return
         if rule.allow and not any(p.matches(workload.identifier) for p in rule.allow):
-            problem = Problem.of(
-                "workload-forbidden", "This workload is not allowed to call this route.", self.verifier.profile
-            )
-            await self._refuse(scope, receive, send, problem, workload.identifier)
+            await self._refuse(scope, receive, send, self._forbidden, workload.identifier)
             return
         scope = dict(scope)
         if self._strip:
             scope["headers"] = [h for h in scope["headers"] if h[0] not in self._strip]
         scope["state"] = {**scope.get("state", {}), "workload": workload}
         scope["user"] = WorkloadUser(workload)
-        scope["auth"] = AuthCredentials(list(AUTH_SCOPES))
+        scope["auth"] = AuthCredentials(AUTH_SCOPES)  # it makes its own list
         await self.app(scope, receive, send)
 
     @staticmethod

@@ -263,9 +263,9 @@ class Verifier:
         self._wit_cache_size = wit_cache_size
         self._wpt_headers: dict[bytes, str] = {}
         self._wpt_header = WPT_HEADER if profile == "wpt-01" else AUTHORIZATION
-        self._wanted = frozenset({WIT_HEADER, WPT_HEADER, AUTHORIZATION, TXN_TOKEN}) | frozenset(
-            h.encode() for h in self.oth_headers
-        )
+        # oth header names as the header scan sees them, encoded once.
+        self._oth_bytes = {name: name.encode() for name in self.oth_headers}
+        self._wanted = frozenset({WIT_HEADER, WPT_HEADER, AUTHORIZATION, TXN_TOKEN, *self._oth_bytes.values()})
 
     @property
     def replay_cache(self) -> ReplayCache:
@@ -601,7 +601,7 @@ class Verifier:
             raise Reject(f"{claim_name}-mismatch", f"The {claim_name} claim does not match the {what} sent.")
 
     def _check_oth(self, oth: object, found: dict[bytes, list[bytes]]) -> list[str]:
-        present = [name for name in self.oth_headers if name.encode() in found]
+        present = [name for name, raw in self._oth_bytes.items() if raw in found]
         if oth is None:
             if present:
                 raise Reject("oth-missing", "A token header on the request is not bound by an oth claim.")
@@ -616,7 +616,7 @@ class Verifier:
             if name not in oth:
                 raise Reject("oth-missing", f"The {name} header is not bound by the oth claim.")
         for name, expected in oth.items():
-            values = found.get(name.encode())
+            values = found.get(self._oth_bytes[name])  # every name was checked against oth_headers
             if not values:
                 raise Reject("oth-unexpected", f"The oth claim binds a {name} header the request does not carry.")
             if len(values) > 1:
