@@ -32,7 +32,14 @@ def test_readme_documents_every_problem_code_with_its_status() -> None:
 
     text = (ROOT / "README.md").read_text()
     rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \| ([0-9/]+) \|", text, re.M))
-    expected = {Kind.CREDENTIAL: "400/401", Kind.FORBIDDEN: "403", Kind.UNAVAILABLE: "503"}
+    expected = {
+        Kind.CREDENTIAL: "400/401",
+        Kind.FORBIDDEN: "403",
+        Kind.UNAVAILABLE: "503",
+        Kind.REQUEST: "400",
+        Kind.LIMITED: "429",
+        Kind.INTERNAL: "500",
+    }
     assert rows == {code: expected[kind] for code, (kind, _title) in CATALOG.items()}
 
 

@@ -26,9 +26,16 @@ class Kind(enum.Enum):
     FORBIDDEN = "forbidden"
     #: A check could not run (replay store, key source): 503, and the request is refused.
     UNAVAILABLE = "unavailable"
+    #: The request itself is unfit to judge (an ambiguous path): 400 under every profile.
+    REQUEST = "request"
+    #: The sender is over its share of a shared resource (the replay cache): 429.
+    LIMITED = "limited"
+    #: Something failed inside verification that no input should reach: 500, no detail.
+    INTERNAL = "internal"
 
 
 _C, _F, _U = Kind.CREDENTIAL, Kind.FORBIDDEN, Kind.UNAVAILABLE
+_R, _L, _I = Kind.REQUEST, Kind.LIMITED, Kind.INTERNAL
 
 #: code -> (kind, title). The README lists every entry; a test keeps the two in step.
 CATALOG: dict[str, tuple[Kind, str]] = {
@@ -65,6 +72,7 @@ CATALOG: dict[str, tuple[Kind, str]] = {
     "wpt-replayed": (_C, "Workload proof token replayed"),
     # Other tokens on the request, bound by ath, tth and oth.
     "authorization-multiple": (_C, "More than one Authorization field"),
+    "authorization-malformed": (_C, "Authorization field malformed"),
     "ath-missing": (_C, "Access token not bound by the proof"),
     "ath-mismatch": (_C, "Access token hash mismatch"),
     "ath-unexpected": (_C, "Proof binds an access token that is not on the request"),
@@ -83,6 +91,11 @@ CATALOG: dict[str, tuple[Kind, str]] = {
     "replay-store-unavailable": (_U, "Replay store unavailable"),
     "replay-cache-full": (_U, "Replay cache full"),
     "trust-anchors-unavailable": (_U, "Trust anchor keys unavailable"),
+    "replay-store-unsafe": (_U, "Replay store may forget recorded proofs"),
+    # The request, the sender's share, and our own failures.
+    "path-ambiguous": (_R, "Request path ambiguous"),
+    "replay-quota-exceeded": (_L, "Replay cache share exceeded"),
+    "internal-error": (_I, "Internal error"),
 }
 
 
@@ -90,9 +103,10 @@ def status_for(kind: Kind, profile: Profile) -> int:
     if kind is Kind.CREDENTIAL:
         # wpt-01 advises against 401 (it would demand WWW-Authenticate); wpt-02 asks for it.
         return 401 if profile == "wpt-02" else 400
-    if kind is Kind.FORBIDDEN:
-        return 403
-    return 503
+    return _STATUS[kind]
+
+
+_STATUS = {Kind.FORBIDDEN: 403, Kind.UNAVAILABLE: 503, Kind.REQUEST: 400, Kind.LIMITED: 429, Kind.INTERNAL: 500}
 
 
 @dataclass(frozen=True, slots=True)
