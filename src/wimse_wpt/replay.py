@@ -10,10 +10,11 @@ the verifier turns both into 503 problems. Nothing is ever waved through by defa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from cachetools import TLRUCache
@@ -99,48 +100,98 @@ class RedisReplayCache:
         timeout: float = 1.0,
         max_connections: int = 64,
         fail_open: bool = False,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.5,
     ) -> None:
-        import redis.asyncio as redis_asyncio
-
         if not 0 < timeout <= 30:
             raise ValueError("timeout must be between 0 and 30 seconds")
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
         if not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError("max_connections must be a positive integer")
+        if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
+            raise ValueError("wait_replicas must be a non-negative integer")
+        if wait_replicas and not 0 < wait_timeout < timeout:
+            raise ValueError("wait_timeout must be positive and shorter than timeout")
+        if wait_replicas and fail_open:
+            raise ValueError("wait_replicas and fail_open contradict each other: one waits for durability, one drops it")
         if isinstance(url_or_client, str):
-            pool = redis_asyncio.BlockingConnectionPool.from_url(
-                url_or_client,
-                max_connections=max_connections,
-                timeout=timeout,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                health_check_interval=30,
-            )
-            self._client = redis_asyncio.Redis(connection_pool=pool)
+            from .redis_connect import connect
+
+            self._client = connect(url_or_client, timeout=timeout, max_connections=max_connections)
             self._owns_client = True
         else:
             self._client = url_or_client
             self._owns_client = False
         self._prefix = prefix
         self._timeout = timeout
+        self._max_connections = max_connections
         self.fail_open = fail_open
+        self.wait_replicas = wait_replicas
+        self._wait_ms = max(1, int(wait_timeout * 1000))
+        self._node_clients: dict[str, Any] = {}  # Cluster + wait_replicas: one client per master
 
     async def check_and_record(self, key: bytes, ttl: float) -> bool:
         import asyncio
 
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         ms = max(1, int(ttl * 1000) + 1)
+        name = self._prefix + key.hex()
         try:
-            async with asyncio.timeout(self._timeout):
-                created = await self._client.set(self._prefix + key.hex(), b"1", nx=True, px=ms)
-        except (RedisError, OSError, TimeoutError) as exc:
+            async with asyncio.timeout(self._timeout), self._write_connection(name) as conn:
+                created = await conn.set(name, b"1", nx=True, px=ms)
+                if created and self.wait_replicas:
+                    await self._wait_for_replicas(conn)
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:  # a cluster's own errors are not RedisError
             if self.fail_open:
                 return True
             raise ReplayStoreUnavailable(type(exc).__name__) from None
         return bool(created)
 
+    @contextlib.asynccontextmanager
+    async def _write_connection(self, name: str) -> AsyncIterator[Any]:
+        """Where the write goes: the shared client, or with ``wait_replicas`` one held connection
+        (WAIT counts the replicas holding this connection's own writes), on the master that owns
+        ``name``'s slot in a cluster."""
+        if not self.wait_replicas:
+            yield self._client
+            return
+        from redis.exceptions import ResponseError
+
+        client = self._client
+        if hasattr(client, "get_node_from_key"):  # RedisCluster: a plain client on the slot's master
+            await client.initialize()  # the slot table, once
+            node = client.get_node_from_key(name)
+            client = self._node_clients.get(node.name)
+            if client is None:
+                import redis.asyncio as redis_asyncio
+
+                pool = redis_asyncio.BlockingConnectionPool(
+                    connection_class=node.connection_class,
+                    max_connections=self._max_connections,
+                    timeout=self._timeout,
+                    **node.connection_kwargs,
+                )
+                client = self._node_clients[node.name] = redis_asyncio.Redis(connection_pool=pool)
+        async with client.client() as conn:  # single_connection_client: released on exit
+            try:
+                yield conn
+            except ResponseError as exc:
+                if str(exc).startswith(("MOVED", "ASK")) and hasattr(self._client, "nodes_manager"):
+                    with contextlib.suppress(Exception):  # the slot moved: learn where; this check is refused
+                        await self._client.nodes_manager.initialize()
+                raise
+
+    async def _wait_for_replicas(self, conn: Any) -> None:
+        """Accept only once ``wait_replicas`` replicas hold the write, so a failover cannot forget
+        it. Fewer acks within ``wait_timeout`` refuses (the entry stays recorded on the master)."""
+        acked = await conn.execute_command("WAIT", self.wait_replicas, self._wait_ms)
+        if int(acked) < self.wait_replicas:
+            raise ReplayStoreUnavailable(f"{acked} of {self.wait_replicas} replicas acknowledged in time")
+
     async def aclose(self) -> None:
+        for client in self._node_clients.values():
+            await client.aclose(close_connection_pool=True)
         if self._owns_client:
             await self._client.aclose()

@@ -1,0 +1,235 @@
+"""Replay protection on a fleet of Redis servers: URL forms, a real Redis Cluster (slots, a live
+slot migration, a lost master), Sentinel failover under the example service, and the write that
+asynchronous replication loses (and ``wait_replicas``, which closes that window).
+
+Every server is started here on loopback ports 6450-6499 (tests/redisfarm.py) and stopped when
+the test ends; without redis-server the tests skip locally and fail in CI (WIMSE_REQUIRE_REDIS=1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from redis.exceptions import AskError, MovedError
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.crc import key_slot
+
+from wimse_wpt import DevIssuer, RedisReplayCache, ReplayStoreUnavailable, SigningKey, mint_wpt
+from wimse_wpt.replay import replay_key
+
+from .conftest import World
+from .redisfarm import Farm, Server, farm_or_skip, poll
+from .servers import example_service
+
+PREFIX = "wimse-wpt:jti:"
+
+
+@pytest.fixture
+def farm() -> Iterator[Farm]:
+    yield from farm_or_skip()
+
+
+def cluster_url(nodes: list[Server]) -> str:
+    return "redis+cluster://" + ",".join(node.address for node in nodes)
+
+
+def key_in(slots: range | set[int], workload: str = "wimse://example.com/w") -> bytes:
+    """A replay key (as the verifier derives it) whose Redis key hashes into ``slots``."""
+    while True:
+        key = replay_key(workload, secrets.token_urlsafe(12))
+        if key_slot((PREFIX + key.hex()).encode()) in slots:
+            return key
+
+
+# -- URL forms ------------------------------------------------------------------------------------
+
+
+async def test_url_forms_build_the_client_each_deployment_needs() -> None:
+    one = RedisReplayCache("redis://:secret@127.0.0.1:6450/3", max_connections=7)
+    pool = one._client.connection_pool
+    assert isinstance(pool, BlockingConnectionPool) and pool.max_connections == 7
+    assert pool.connection_kwargs["db"] == 3 and pool.connection_kwargs["password"] == "secret"
+
+    cluster = RedisReplayCache("redis+cluster://user:pw@127.0.0.1:6450,127.0.0.1:6451,[::1]:6452")
+    assert isinstance(cluster._client, RedisCluster)
+    startup = cluster._client.nodes_manager.startup_nodes
+    assert set(startup) == {"127.0.0.1:6450", "127.0.0.1:6451", "::1:6452"}
+    assert startup["127.0.0.1:6450"].connection_kwargs["password"] == "pw"
+
+    sentinel = RedisReplayCache("redis+sentinel://:pw@127.0.0.1:6450,127.0.0.1/mymaster/2", max_connections=5)
+    pool = sentinel._client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool) and isinstance(pool, BlockingConnectionPool)
+    assert pool.service_name == "mymaster" and pool.max_connections == 5
+    assert pool.connection_kwargs["db"] == 2 and pool.connection_kwargs["password"] == "pw"
+    assert [s.connection_pool.connection_kwargs["port"] for s in pool.sentinel_manager.sentinels] == [6450, 26379]
+    for cache in (one, cluster, sentinel):
+        await cache.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "form"),
+    [
+        ("memcached://127.0.0.1:11211", "redis+cluster://"),
+        ("redis+cluster://", "redis+cluster://"),
+        ("redis+cluster://127.0.0.1:notaport", "redis+cluster://"),
+        ("redis+cluster://127.0.0.1:70000", "redis+cluster://"),
+        ("redis+cluster://127.0.0.1:6450/2", "redis+cluster://"),  # a cluster has only db 0
+        ("redis+cluster://127.0.0.1:6450?read_from_replicas=yes", "redis+cluster://"),  # never ignored in silence
+        ("redis+cluster://127.0.0.1:6450,,127.0.0.1:6451", "redis+cluster://"),
+        ("redis+sentinel://127.0.0.1:26379", "redis+sentinel://"),  # no service name
+        ("redis+sentinel://127.0.0.1:26379/", "redis+sentinel://"),
+        ("redis+sentinel://127.0.0.1:26379/svc/x", "redis+sentinel://"),
+        ("redis+sentinel://127.0.0.1:26379/svc/1/extra", "redis+sentinel://"),
+        ("redis://127.0.0.1:notaport/0", "redis://"),
+    ],
+)
+def test_a_malformed_url_is_refused_naming_the_form(url: str, form: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        RedisReplayCache(url)
+    assert form in str(caught.value)
+
+
+def test_wait_options_are_checked_once() -> None:
+    for bad in ({"wait_replicas": -1}, {"wait_replicas": True}, {"wait_replicas": 1, "wait_timeout": 1.0},
+                {"wait_replicas": 1, "fail_open": True}):
+        with pytest.raises(ValueError):
+            RedisReplayCache("redis://127.0.0.1:6450/0", **bad)  # type: ignore[arg-type]
+
+
+# -- Redis Cluster --------------------------------------------------------------------------------
+
+SHARE = 16384 // 3
+SLOTS = [range(0, SHARE), range(SHARE, 2 * SHARE), range(2 * SHARE, 16384)]  # as Farm.cluster assigns them
+
+
+async def test_cluster_records_each_proof_exactly_once_across_slots(farm: Farm) -> None:
+    masters = farm.cluster(3)
+    cache = RedisReplayCache(cluster_url(masters), max_connections=8)
+    # 300 workloads sending the same jti, each proof raced 4 times: 1200 checks on 300 keys.
+    keys = [replay_key(f"wimse://example.com/w{i}", "same-jti") for i in range(300)]
+    results = await asyncio.gather(*(cache.check_and_record(key, 30) for key in keys for _ in range(4)))
+    assert [results[i * 4:i * 4 + 4].count(True) for i in range(300)] == [1] * 300
+    held = [master.client().dbsize() for master in masters]
+    assert sum(held) == 300 and min(held) > 50  # spread over every master's slots
+    # And through the verifier: accepted once, then refused as a replay, on whichever slot.
+    world = World(replay_cache=cache)
+    for _ in range(5):
+        headers = world.headers()
+        assert await world.verify(headers)
+        assert (await world.reject(headers)).code == "wpt-replayed"
+    await cache.aclose()
+
+
+async def test_a_live_slot_migration_redirects_and_stays_exactly_once(farm: Farm) -> None:
+    source, target, _ = masters = farm.cluster(3)
+    slot = SHARE // 2  # owned by the first master
+    source_id, target_id = farm.node_id(source), farm.node_id(target)
+    cache = RedisReplayCache(cluster_url(masters))
+    before = key_in({slot})
+    assert await cache.check_and_record(before, 60)
+
+    # The migration starts: the target imports the slot, the source migrates it.
+    target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    during = key_in({slot})
+    assert await cache.check_and_record(during, 60)  # the source answers ASK: recorded on the target
+    assert not await cache.check_and_record(during, 60)
+    with pytest.raises(AskError):  # what the client was told: not here, ask the target
+        source.client().get(PREFIX + during.hex())
+    assert not await cache.check_and_record(before, 60)  # still on the source, found there
+    source.client().execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", PREFIX + before.hex())
+    assert not await cache.check_and_record(before, 60)  # moved: ASK to the target, found there
+
+    # The migration ends: the slot belongs to the target, the client learns it from MOVED.
+    for node in masters:
+        node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    assert not await cache.check_and_record(before, 60)
+    assert not await cache.check_and_record(during, 60)
+    after = key_in({slot})
+    assert await cache.check_and_record(after, 60)
+    assert not await cache.check_and_record(after, 60)
+    names = [(PREFIX + k.hex()).encode() for k in (before, during, after)]
+    assert target.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 3
+    assert all(0 < target.client().pttl(name) <= 60_000 for name in names)
+    assert source.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    # The redirects were real: the source now answers MOVED for the slot.
+    with pytest.raises(MovedError):
+        source.client().get(names[0])
+    await cache.aclose()
+
+
+async def test_a_slot_no_master_serves_fails_closed(farm: Farm) -> None:
+    masters = farm.cluster(3)
+    slot = SHARE + 7
+    for node in masters:  # nobody owns the slot (the cluster still serves the others)
+        with contextlib.suppress(redis.ResponseError):  # "already unassigned": gossip was faster
+            node.client().execute_command("CLUSTER", "DELSLOTS", slot)
+    farm.wait_cluster_ok(masters)
+    # redis-py refuses a cluster with a hole (RedisClusterException, not a RedisError): a 503.
+    for cache in (RedisReplayCache(cluster_url(masters)), RedisReplayCache(cluster_url(masters), wait_replicas=1)):
+        with pytest.raises(ReplayStoreUnavailable):
+            await cache.check_and_record(key_in({slot}), 60)
+        await cache.aclose()
+
+
+async def test_a_lost_cluster_master_fails_closed_until_its_replica_takes_over(farm: Farm) -> None:
+    first, second, third, replica = farm.cluster(3, replicas_of_first=1)
+    url = cluster_url([first, second, third])
+    cache = RedisReplayCache(url, timeout=0.5)
+    durable = RedisReplayCache(url, timeout=0.5, wait_replicas=1, wait_timeout=0.3, prefix=PREFIX)
+    # WAIT goes to the master owning the key's slot: only the first master has a replica.
+    kept = key_in(SLOTS[0])
+    assert await durable.check_and_record(kept, 60)
+    assert not await durable.check_and_record(kept, 60)
+    with pytest.raises(ReplayStoreUnavailable, match="0 of 1"):
+        await durable.check_and_record(key_in(SLOTS[1]), 60)
+    assert await cache.check_and_record(key_in(SLOTS[1]), 60)  # a running service: topology known
+
+    first.kill()
+    # While the first master's slots have no master: refused (503), never accepted.
+    with pytest.raises(ReplayStoreUnavailable):
+        await cache.check_and_record(key_in(SLOTS[0]), 60)
+    world = World(replay_cache=cache)
+    problem = await world.reject(world.headers(world.wpt(jti=_jti_in(world, SLOTS[0]))))
+    assert (problem.code, problem.status) == ("replay-store-unavailable", 503)
+    # The other masters serve on (after a refusal or two while the client re-reads the topology).
+    assert await _eventually_served(cache, SLOTS[1], tries=20)
+    # The replica is promoted; the same client finds it and serves the slots again.
+    assert await _eventually_served(cache, SLOTS[0], tries=200), "the replica never took over the lost master's slots"
+    assert replica.info("replication")["role"] == "master"
+    assert not await cache.check_and_record(kept, 60)  # acknowledged by the replica: not forgotten
+    await cache.aclose()
+    await durable.aclose()
+
+
+async def _eventually_served(cache: RedisReplayCache, slots: range, tries: int) -> bool:
+    """A fresh key in ``slots`` accepted within ``tries`` attempts; until then each is refused (503)."""
+    for _ in range(tries):
+        try:
+            if await cache.check_and_record(key_in(slots), 60):
+                return True
+        except ReplayStoreUnavailable:
+            await asyncio.sleep(0.05)
+    return False
+
+
+def _jti_in(world: World, slots: range) -> str:
+    from .conftest import IDENTIFIER
+
+    while True:
+        jti = secrets.token_urlsafe(12)
+        if key_slot((PREFIX + replay_key(IDENTIFIER, jti).hex()).encode()) in slots:
+            return jti
