@@ -54,9 +54,12 @@ def replay_store(env: Mapping[str, str]) -> ReplayCache:
     store = env.get("WIMSE_REPLAY_STORE", "memory").strip()
     if store == "memory":
         return MemoryReplayCache()
-    if store.startswith(("redis://", "rediss://", "unix://")):
-        return RedisReplayCache(store)
-    raise SystemExit("WIMSE_REPLAY_STORE: expected 'memory' or a redis:// URL")
+    if store.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "redis+sentinel://")):
+        try:
+            return RedisReplayCache(store)
+        except ValueError as exc:
+            raise SystemExit(f"WIMSE_REPLAY_STORE: {exc}") from None
+    raise SystemExit("WIMSE_REPLAY_STORE: expected 'memory', a redis:// URL, redis+cluster:// or redis+sentinel://")
 
 
 @dataclass

@@ -233,3 +233,77 @@ def _jti_in(world: World, slots: range) -> str:
         jti = secrets.token_urlsafe(12)
         if key_slot((PREFIX + replay_key(IDENTIFIER, jti).hex()).encode()) in slots:
             return jti
+
+
+# -- Sentinel failover under the example service -----------------------------------------------
+
+
+class Caller:
+    """One workload calling the example service with a fresh proof each time."""
+
+    def __init__(self, issuer: DevIssuer, origin: str) -> None:
+        self.origin = origin
+        self.key = SigningKey.generate("ES256")
+        self.wit = issuer.issue_wit("wimse://example.com/caller", self.key)
+        self.http = httpx.Client(base_url=origin, timeout=10)
+
+    def proof(self) -> dict[str, str]:
+        return {"Workload-Identity-Token": self.wit,
+                "Workload-Proof-Token": mint_wpt(self.key, self.wit, self.origin + "/path", lifetime=120)}
+
+    def send(self, headers: dict[str, str]) -> str:
+        """"accepted", or the problem code."""
+        response = self.http.post("/path", headers=headers)
+        return "accepted" if response.status_code == 200 else str(response.json()["code"])
+
+
+def anchors_for(issuer: DevIssuer, tmp_path: Path) -> str:
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(json.dumps({"example.com": issuer.jwks}))
+    return str(anchors)
+
+
+def replicated(master: Server, replica: Server) -> bool:
+    return int(replica.info("replication")["slave_repl_offset"]) >= int(master.info("replication")["master_repl_offset"])
+
+
+def test_sentinel_failover_fails_closed_then_recovers_without_a_restart(farm: Farm, tmp_path: Path) -> None:
+    master = farm.standalone()
+    replica = farm.replica(master)
+    sentinels = farm.sentinels(master, service="fleet")
+    store = "redis+sentinel://" + ",".join(s.address for s in sentinels) + "/fleet"
+    issuer = DevIssuer("example.com")
+    env = {"WIMSE_TRUST_ANCHORS": anchors_for(issuer, tmp_path), "WIMSE_REPLAY_STORE": store}
+    with example_service(env, workers=2) as origin:
+        caller = Caller(issuer, origin)
+        accepted = []
+        for _ in range(20):
+            proof = caller.proof()
+            assert caller.send(proof) == "accepted"
+            accepted.append(proof)
+        assert master.client().dbsize() == 20  # the sentinels' master holds them
+        poll(lambda: replicated(master, replica), "the replica to hold every recorded proof")
+
+        master.kill()
+        during: list[str] = []
+        replays_during: list[str] = []
+        for _ in range(300):  # each refusal takes up to the store's 1 s timeout
+            during.append(caller.send(caller.proof()))
+            replays_during.append(caller.send(accepted[len(during) % len(accepted)]))
+            if during[-1] == "accepted" and "replay-store-unavailable" in during:
+                break
+        else:
+            pytest.fail(f"no recovery after the failover: {Counter(during)}")
+        # Failed closed during the failover, then served by the new master, same processes.
+        assert set(during) == {"replay-store-unavailable", "accepted"}
+        assert during.index("accepted") > during.index("replay-store-unavailable")
+        assert "accepted" not in replays_during
+        assert farm.sentinel_master(sentinels[0]) == replica.port
+        assert replica.info("replication")["role"] == "master"
+        # After recovery: new proofs work, and no proof recorded before or after is accepted again.
+        for _ in range(5):
+            proof = caller.proof()
+            assert caller.send(proof) == "accepted"
+            accepted.append(proof)
+        assert {caller.send(proof) for proof in accepted} == {"wpt-replayed"}
+        caller.http.close()
