@@ -173,11 +173,18 @@ class Farm:
     def replica(self, master: Server, *args: str) -> Server:
         server = self._server(["--replicaof", "127.0.0.1", str(master.port), *args], f"replica-{len(self.servers)}")
         poll(lambda: server.info("replication").get("master_link_status") == "up", "the replica to sync")
+        poll(lambda: self.replica_acks(master), "the replica to acknowledge writes")
         return server
 
-    def restart(self, server: Server) -> Server:
-        """Start a stopped or killed server again on its port, with its directory (cluster state)."""
-        return server.start()
+    @staticmethod
+    def replica_acks(master: Server) -> bool:
+        """A write on the master is acknowledged by a replica (WAIT). A freshly synced replica
+        is "online" at once but answers its first acknowledgement only about 1 s later."""
+        pipe = master.client().pipeline(transaction=False)  # one connection: WAIT counts its writes
+        pipe.set("redisfarm:ready", 1)  # slot 697: the first cluster master's
+        pipe.delete("redisfarm:ready")
+        pipe.execute_command("WAIT", 1, 100)
+        return int(pipe.execute()[-1]) >= 1
 
     # -- Redis Cluster ------------------------------------------------------------------------
 
@@ -209,6 +216,7 @@ class Farm:
         for replica in replicas:
             replica.client().execute_command("CLUSTER", "REPLICATE", first_id)
             poll(lambda r=replica: r.info("replication").get("master_link_status") == "up", "the cluster replica to sync")
+            poll(lambda: self.replica_acks(nodes[0]), "the cluster replica to acknowledge writes")
         self.wait_cluster_ok(everyone)
         return everyone
 

@@ -13,7 +13,6 @@ import contextlib
 import json
 import secrets
 import signal
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from redis.exceptions import AskError, MovedError
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.crc import key_slot
+from redis.exceptions import AskError, MovedError
 
 from wimse_wpt import DevIssuer, RedisReplayCache, ReplayStoreUnavailable, SigningKey, mint_wpt
 from wimse_wpt.replay import replay_key
@@ -117,7 +116,7 @@ SLOTS = [range(0, SHARE), range(SHARE, 2 * SHARE), range(2 * SHARE, 16384)]  # a
 
 async def test_cluster_records_each_proof_exactly_once_across_slots(farm: Farm) -> None:
     masters = farm.cluster(3)
-    cache = RedisReplayCache(cluster_url(masters), max_connections=8)
+    cache = RedisReplayCache(cluster_url(masters), max_connections=8, timeout=10)  # 1200 queued on 8: slow when loaded
     # 300 workloads sending the same jti, each proof raced 4 times: 1200 checks on 300 keys.
     keys = [replay_key(f"wimse://example.com/w{i}", "same-jti") for i in range(300)]
     results = await asyncio.gather(*(cache.check_and_record(key, 30) for key in keys for _ in range(4)))
@@ -137,7 +136,7 @@ async def test_a_live_slot_migration_redirects_and_stays_exactly_once(farm: Farm
     source, target, _ = masters = farm.cluster(3)
     slot = SHARE // 2  # owned by the first master
     source_id, target_id = farm.node_id(source), farm.node_id(target)
-    cache = RedisReplayCache(cluster_url(masters))
+    cache = RedisReplayCache(cluster_url(masters), timeout=5)
     before = key_in({slot})
     assert await cache.check_and_record(before, 60)
 
@@ -188,8 +187,8 @@ async def test_a_slot_no_master_serves_fails_closed(farm: Farm) -> None:
 async def test_a_lost_cluster_master_fails_closed_until_its_replica_takes_over(farm: Farm) -> None:
     first, second, third, replica = farm.cluster(3, replicas_of_first=1)
     url = cluster_url([first, second, third])
-    cache = RedisReplayCache(url, timeout=0.5)
-    durable = RedisReplayCache(url, timeout=0.5, wait_replicas=1, wait_timeout=0.3, prefix=PREFIX)
+    cache = RedisReplayCache(url, timeout=2)
+    durable = RedisReplayCache(url, timeout=3, wait_replicas=1, wait_timeout=2)
     # WAIT goes to the master owning the key's slot: only the first master has a replica.
     kept = key_in(SLOTS[0])
     assert await durable.check_and_record(kept, 60)
@@ -307,3 +306,66 @@ def test_sentinel_failover_fails_closed_then_recovers_without_a_restart(farm: Fa
             accepted.append(proof)
         assert {caller.send(proof) for proof in accepted} == {"wpt-replayed"}
         caller.http.close()
+
+
+# -- The write that asynchronous replication loses ----------------------------------------------
+
+
+def cut_off(master: Server, replica: Server) -> None:
+    """The replica stops hearing from the master: paused (SIGSTOP) and its link dropped, as a
+    partition or a lagging replica leaves it. (SIGSTOP alone does not lose the write on loopback:
+    the kernel buffers it for the replica, which applies it when resumed.)"""
+    replica.signal(signal.SIGSTOP)
+    master.client().client_kill_filter(_type="replica")
+    poll(lambda: int(master.info("replication")["connected_slaves"]) == 0, "the master to drop the replica")
+
+
+def fail_over(master: Server, replica: Server) -> None:
+    """The master dies; the replica resumes and is promoted (what Sentinel would do)."""
+    master.kill()
+    replica.signal(signal.SIGCONT)
+    replica.client().execute_command("REPLICAOF", "NO", "ONE")
+    poll(lambda: replica.info("replication")["role"] == "master", "the replica's promotion")
+
+
+class FollowsTheMaster:
+    """The replay cache a service sees: whichever master it is pointed at (Sentinel does this)."""
+
+    def __init__(self, cache: RedisReplayCache) -> None:
+        self.cache = cache
+
+    async def check_and_record(self, key: bytes, ttl: float) -> bool:
+        return await self.cache.check_and_record(key, ttl)
+
+
+async def test_without_wait_replicas_a_failover_can_forget_a_proof_and_its_replay_is_accepted(farm: Farm) -> None:
+    """The window this documents: a proof accepted just before a failover may be accepted once
+    more on the new master, until it expires (at most max_wpt_lifetime after it was minted)."""
+    master = farm.standalone()
+    replica = farm.replica(master)
+    store = FollowsTheMaster(RedisReplayCache(master.url))
+    world = World(replay_cache=store)
+    headers = world.headers()
+    cut_off(master, replica)
+    assert await world.verify(headers)  # Redis acknowledged the SET; no replica has it
+    fail_over(master, replica)
+    store.cache = RedisReplayCache(replica.url)
+    assert await world.verify(headers)  # the same proof, accepted a second time
+
+
+async def test_with_wait_replicas_the_check_refuses_until_a_replica_holds_the_write(farm: Farm) -> None:
+    master = farm.standalone()
+    replica = farm.replica(master)
+    store = FollowsTheMaster(RedisReplayCache(master.url, timeout=3, wait_replicas=1, wait_timeout=2))
+    world = World(replay_cache=store)
+    kept = world.headers()
+    assert await world.verify(kept)  # the replica acknowledged: WAIT returned 1
+    assert (await world.reject(kept)).code == "wpt-replayed"
+
+    cut_off(master, replica)
+    problem = await world.reject(world.headers())  # no replica acknowledges in time: fail closed
+    assert (problem.code, problem.status) == ("replay-store-unavailable", 503)
+
+    fail_over(master, replica)
+    store.cache = RedisReplayCache(replica.url)
+    assert (await world.reject(kept)).code == "wpt-replayed"  # what was accepted was not forgotten
