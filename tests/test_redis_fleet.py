@@ -369,3 +369,13 @@ async def test_with_wait_replicas_the_check_refuses_until_a_replica_holds_the_wr
     fail_over(master, replica)
     store.cache = RedisReplayCache(replica.url)
     assert (await world.reject(kept)).code == "wpt-replayed"  # what was accepted was not forgotten
+
+
+def test_a_cluster_client_from_a_url_never_sends_a_check_twice() -> None:
+    """redis-py's cluster client retries a command after a timeout or a dropped connection by
+    default. A SET NX whose reply was lost has been applied; sent again it answers "exists", and
+    a proof used once would be refused as a replay. Refused as 503 instead (seen under a burst)."""
+    cache = RedisReplayCache("redis+cluster://127.0.0.1:6450")
+    assert cache._client.retry.get_retries() == 0
+    one_server = RedisReplayCache("redis://127.0.0.1:6450/0")._client.connection_pool
+    assert one_server.make_connection().retry.get_retries() == 0  # redis-py's own default there

@@ -90,8 +90,8 @@ def _cluster(url: str, timeout: float, max_connections: int) -> Any:
     import asyncio
 
     from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
     class BoundedRedisCluster(RedisCluster):
         """At most ``max_connections`` commands in flight; the next one waits its turn.

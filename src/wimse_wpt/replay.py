@@ -84,12 +84,18 @@ class RedisReplayCache:
     """Replay cache shared by every replica, on redis-py's asyncio client.
 
     One atomic command per check: ``SET <prefix><sha256 hex> 1 NX PX <ttl ms>``. Works with
-    a URL (then on a bounded pool of ``max_connections``, so a burst of requests reuses
-    connections instead of opening one each), or with any client redis-py provides
-    (``Redis``, ``RedisCluster``, a Sentinel master). Any Redis failure, or no answer within
-    ``timeout`` seconds (waiting for a pooled connection included), raises
+    a URL (``redis://``, ``rediss://``, ``redis+cluster://``, ``redis+sentinel://``: see
+    :mod:`wimse_wpt.redis_connect`; then on a bounded pool of ``max_connections``, so a burst
+    of requests reuses connections instead of opening one each), or with any client redis-py
+    provides (``Redis``, ``RedisCluster``, a Sentinel master). Any Redis failure, or no answer
+    within ``timeout`` seconds (waiting for a pooled connection included), raises
     :class:`ReplayStoreUnavailable`, so the request is refused; with ``fail_open=True`` such a
     check passes instead, which drops replay protection while Redis is down.
+
+    Redis acknowledges a write before its replicas have it, so a failover can forget an
+    accepted proof, which could then be accepted once more until it expires. With
+    ``wait_replicas=N`` a check is accepted only after ``WAIT N`` confirms that N replicas hold
+    the write; fewer within ``wait_timeout`` seconds refuses (503).
     """
 
     def __init__(
