@@ -196,6 +196,14 @@ async def test_a_lost_cluster_master_fails_closed_until_its_replica_takes_over(f
     with pytest.raises(ReplayStoreUnavailable, match="0 of 1"):
         await durable.check_and_record(key_in(SLOTS[1]), 60)
     assert await cache.check_and_record(key_in(SLOTS[1]), 60)  # a running service: topology known
+    # An empty slot moves to the first master: the durable client's next check there meets MOVED,
+    # refuses it, learns the new owner, and the one after is acknowledged by that owner's replica.
+    moved = next(slot for slot in SLOTS[1] if second.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0)
+    for node in (first, second, third):
+        node.client().execute_command("CLUSTER", "SETSLOT", moved, "NODE", farm.node_id(first))
+    with pytest.raises(ReplayStoreUnavailable, match="MovedError"):
+        await durable.check_and_record(key_in({moved}), 60)
+    assert await durable.check_and_record(key_in({moved}), 60)
 
     first.kill()
     # While the first master's slots have no master: refused (503), never accepted.

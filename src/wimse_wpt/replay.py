@@ -163,7 +163,7 @@ class RedisReplayCache:
         if not self.wait_replicas:
             yield self._client
             return
-        from redis.exceptions import ResponseError
+        from redis.exceptions import AskError  # MovedError is a subclass
 
         client = self._client
         if hasattr(client, "get_node_from_key"):  # RedisCluster: a plain client on the slot's master
@@ -183,9 +183,9 @@ class RedisReplayCache:
         async with client.client() as conn:  # single_connection_client: released on exit
             try:
                 yield conn
-            except ResponseError as exc:
-                if str(exc).startswith(("MOVED", "ASK")) and hasattr(self._client, "nodes_manager"):
-                    with contextlib.suppress(Exception):  # the slot moved: learn where; this check is refused
+            except AskError:  # MOVED or ASK: the slot moved (or is moving); learn where, refuse this check
+                if hasattr(self._client, "nodes_manager"):
+                    with contextlib.suppress(Exception):
                         await self._client.nodes_manager.initialize()
                 raise
 
