@@ -216,6 +216,8 @@ def report(load: Load, samples: list[tuple[float, int, float]], rss_start: list[
         f"  expected level: accepted rate {rate:.1f}/s x lifetime {LIFETIME:.0f} s = {plateau:.0f}; "
         f"observed after the first lifetime: {level}",
         f"workers' RSS MB, start: {rss_start}, end: {rss_end}",
+        f"machine: {os.cpu_count()} cores, load average at the end {Path('/proc/loadavg').read_text().split()[0]}"
+        " (latency here is mostly waiting for a core when other work runs)",
     ]
     if replays and "accepted" in replay_outcomes:
         lines.append("FAILED: a deliberate replay was accepted")
