@@ -217,7 +217,7 @@ def report(load: Load, samples: list[tuple[float, int, float]], rss_start: list[
         f"observed after the first lifetime: {level}",
         f"workers' RSS MB, start: {rss_start}, end: {rss_end}",
         f"machine: {os.cpu_count()} cores, load average at the end {Path('/proc/loadavg').read_text().split()[0]}"
-        " (latency here is mostly waiting for a core when other work runs)",
+        " (latency depends on it: on a busy machine requests wait for a core)",
     ]
     if replays and "accepted" in replay_outcomes:
         lines.append("FAILED: a deliberate replay was accepted")
