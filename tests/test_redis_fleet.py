@@ -264,6 +264,14 @@ class Caller:
         return "accepted" if response.status_code == 200 else str(response.json()["code"])
 
 
+async def _durable_check(store: str) -> bool:
+    cache = RedisReplayCache(store, timeout=3, wait_replicas=1, wait_timeout=2, prefix="wimse-wpt-test:durable:")
+    try:
+        return await cache.check_and_record(replay_key("wimse://example.com/durable", "once"), 60)
+    finally:
+        await cache.aclose()
+
+
 def anchors_for(issuer: DevIssuer, tmp_path: Path) -> str:
     anchors = tmp_path / "anchors.json"
     anchors.write_text(json.dumps({"example.com": issuer.jwks}))
@@ -289,6 +297,7 @@ def test_sentinel_failover_fails_closed_then_recovers_without_a_restart(farm: Fa
             assert caller.send(proof) == "accepted"
             accepted.append(proof)
         assert master.client().dbsize() == 20  # the sentinels' master holds them
+        assert asyncio.run(_durable_check(store)) is True  # wait_replicas on the Sentinel form: the replica acks
         poll(lambda: replicated(master, replica), "the replica to hold every recorded proof")
 
         master.kill()
