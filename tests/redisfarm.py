@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
@@ -94,12 +94,15 @@ class Server:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, socket_connect_timeout=1, **options)
 
     def start(self) -> Server:
-        log = open(self.dir / "log", "ab")  # noqa: SIM115 - the process holds it
-        self.process = subprocess.Popen(
-            [require_redis_server(), *self.args], cwd=self.dir, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        poll(lambda: self._alive() and self.client().ping(), f"{self.name} on port {self.port} to answer")
+        try:
+            log = open(self.dir / "log", "ab")  # noqa: SIM115 - the process holds it
+            self.process = subprocess.Popen(
+                [require_redis_server(), *self.args], cwd=self.dir, stdout=log, stderr=subprocess.STDOUT
+            )
+            log.close()
+            poll(lambda: self._alive() and self.client().ping(), f"{self.name} on port {self.port} to answer")
+        except FarmUnavailable as exc:
+            self.farm.unavailable(exc)
         return self
 
     def _alive(self) -> bool:
@@ -143,6 +146,16 @@ class Farm:
         self.dir = Path(tempfile.mkdtemp(prefix="wimse-wpt-redisfarm-"))
         self.servers: list[Server] = []
 
+    def unavailable(self, reason: FarmUnavailable) -> NoReturn:
+        """A server cannot be started: raise (tests replace this with a skip, or a failure in CI)."""
+        raise reason
+
+    def port(self, bus: bool = False) -> int:
+        try:
+            return allocate_port(bus)
+        except FarmUnavailable as exc:
+            self.unavailable(exc)
+
     def __enter__(self) -> Farm:
         return self
 
@@ -160,7 +173,7 @@ class Farm:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _server(self, args: list[str], name: str, bus: bool = False, port: int | None = None) -> Server:
-        port = port or allocate_port(bus=bus)
+        port = port or self.port(bus=bus)
         base = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not after 5 s
         server = Server(self, port, [*base, *args], name)
@@ -242,7 +255,7 @@ class Farm:
         and the master's ``replicas`` (so a failover can start as soon as the master is lost)."""
         started = []
         for _ in range(count):
-            port = allocate_port()
+            port = self.port()
             conf_dir = self.dir / f"sentinel-{port}"
             conf_dir.mkdir()
             (conf_dir / "sentinel.conf").write_text(
@@ -278,11 +291,15 @@ def farm_or_skip() -> Iterator[Farm]:
     """A pytest fixture body: a Farm, or a skip (a failure in CI, WIMSE_REQUIRE_REDIS=1) if it cannot run."""
     import pytest
 
+    def unavailable(reason: FarmUnavailable) -> NoReturn:
+        if os.environ.get("WIMSE_REQUIRE_REDIS") == "1":
+            pytest.fail(f"WIMSE_REQUIRE_REDIS=1 but {reason}", pytrace=False)
+        pytest.skip(f"{reason}: the fleet tests start their own Redis servers")
+
     try:
         require_redis_server()
     except FarmUnavailable as exc:
-        if os.environ.get("WIMSE_REQUIRE_REDIS") == "1":
-            pytest.fail(f"WIMSE_REQUIRE_REDIS=1 but {exc}", pytrace=False)
-        pytest.skip(f"{exc}: the fleet tests start their own Redis servers")
+        unavailable(exc)
     with Farm() as farm:
+        farm.unavailable = unavailable  # type: ignore[method-assign]
         yield farm
