@@ -145,24 +145,29 @@ class RedisReplayCache:
         ms = max(1, int(ttl * 1000) + 1)
         name = self._prefix + key.hex()
         try:
-            async with asyncio.timeout(self._timeout), self._write_connection(name) as conn:
-                created = await conn.set(name, b"1", nx=True, px=ms)
-                if created and self.wait_replicas:
-                    await self._wait_for_replicas(conn)
+            async with asyncio.timeout(self._timeout):
+                if not self.wait_replicas:
+                    created = await self._record(self._client, name, ms)
+                else:
+                    async with self._write_connection(name) as conn:
+                        created = await self._record(conn, name, ms)
+                        if created:
+                            await self._wait_for_replicas(conn)
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:  # a cluster's own errors are not RedisError
             if self.fail_open:
                 return True
             raise ReplayStoreUnavailable(type(exc).__name__) from None
         return bool(created)
 
+    @staticmethod
+    async def _record(client: Any, name: str, ms: int) -> bool:
+        """The atomic write: True if ``name`` was new."""
+        return bool(await client.set(name, b"1", nx=True, px=ms))
+
     @contextlib.asynccontextmanager
     async def _write_connection(self, name: str) -> AsyncIterator[Any]:
-        """Where the write goes: the shared client, or with ``wait_replicas`` one held connection
-        (WAIT counts the replicas holding this connection's own writes), on the master that owns
-        ``name``'s slot in a cluster."""
-        if not self.wait_replicas:
-            yield self._client
-            return
+        """For ``wait_replicas``: one held connection (WAIT counts the replicas holding this
+        connection's own writes), on the master that owns ``name``'s slot in a cluster."""
         from redis.exceptions import AskError  # MovedError is a subclass
 
         client = self._client
