@@ -74,6 +74,7 @@ async def test_url_forms_build_the_client_each_deployment_needs() -> None:
     assert pool.service_name == "mymaster" and pool.max_connections == 5
     assert pool.connection_kwargs["db"] == 2 and pool.connection_kwargs["password"] == "pw"
     assert [s.connection_pool.connection_kwargs["port"] for s in pool.sentinel_manager.sentinels] == [6450, 26379]
+    assert pool.sentinel_manager.min_other_sentinels == 1  # an isolated sentinel is not believed
     for cache in (one, cluster, sentinel):
         await cache.aclose()
 

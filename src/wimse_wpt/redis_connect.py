@@ -8,7 +8,8 @@ Forms (``user:password@`` optional in each, as redis-py takes it):
   (``RedisCluster``; a cluster has only database 0).
 - ``redis+sentinel://host:port[,host:port...]/service-name[/db]``: the master of
   ``service-name`` as the sentinels report it (``Sentinel.master_for``); the password is the
-  master's. Connections re-discover the master after a failover.
+  master's. Connections re-discover the master after a failover. With two or more sentinels
+  listed, a sentinel that sees no peer is not believed.
 
 Every client answers or fails within ``timeout`` seconds (connecting included) and holds at
 most ``max_connections`` connections (per node for a cluster).
@@ -148,7 +149,9 @@ def _sentinel(url: str, timeout: float, max_connections: int) -> Any:
 
     sentinel = Sentinel(
         hosts,
-        min_other_sentinels=0,
+        # With several sentinels listed, believe only one that sees a peer: an isolated sentinel
+        # may still name a master the others have replaced (writes there would be forgotten).
+        min_other_sentinels=1 if len(hosts) > 1 else 0,
         sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
