@@ -136,7 +136,7 @@ def test_bad_configuration_stops_the_service_with_a_clear_message(anchors_file: 
         timeout=60,
     )
     assert result.returncode != 0
-    assert "profile must be one of" in result.stderr
+    assert "WIMSE_PROFILE: must be one of wpt-01, wpt-02" in result.stderr
 
 
 def test_demo_shows_one_accepted_and_several_rejected_calls(tmp_path: Path) -> None:
