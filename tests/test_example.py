@@ -149,3 +149,46 @@ def test_demo_shows_one_accepted_and_several_rejected_calls(tmp_path: Path) -> N
     assert marks.count("accepted") == 1 and marks.count("rejected") >= 4
     for code in ("wit-missing", "wpt-replayed", "wpt-audience", "wit-expired"):
         assert any(line.strip().startswith("rejected") and code in line for line in lines), code
+
+
+# --- the development issuer shared through a file ---------------------------------------------
+
+
+def test_dev_issuer_load_or_create_shares_one_trust_domain_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "issuer.json"
+    code = "import sys; from wimse_wpt import DevIssuer; print(DevIssuer.load_or_create(sys.argv[1]).kid)"
+    kids = [subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, check=True).stdout
+            for _ in range(2)]
+    assert kids[0] == kids[1]
+    assert path.stat().st_mode & 0o777 == 0o600
+    issuer = DevIssuer.load_or_create(path)
+    assert issuer.kid == kids[0].strip() and issuer.trust_domain == "example.com"
+    assert [p.name for p in tmp_path.iterdir()] == ["issuer.json"]  # no temporary file left behind
+
+
+def test_dev_issuer_file_keeps_alg_and_trust_domain(tmp_path: Path) -> None:
+    path = tmp_path / "issuer.json"
+    created = DevIssuer.load_or_create(path, "partner.example", alg="Ed25519")
+    loaded = DevIssuer.load_or_create(path)
+    assert (loaded.trust_domain, loaded.kid, loaded.key.alg) == ("partner.example", created.kid, "Ed25519")
+    key = SigningKey.generate("ES256")
+    wit = loaded.issue_wit("wimse://partner.example/a", key)
+    # What one process issues, the JWKS the other loaded verifies.
+    from wimse_wpt import Verifier
+
+    verifier = Verifier({"partner.example": created.jwks}, ["https://api.example.com"])
+    headers = [("workload-identity-token", wit), ("workload-proof-token", mint_wpt(key, wit, "https://api.example.com/x"))]
+    import asyncio
+
+    assert asyncio.run(verifier.verify(headers, path="/x")).identifier == "wimse://partner.example/a"
+    with pytest.raises(ValueError, match="holds the dev issuer of 'partner.example', not 'example.com'"):
+        DevIssuer.load_or_create(path, "example.com")
+    with pytest.raises(FileExistsError):
+        created.save(path)
+
+
+def test_dev_issuer_file_that_is_not_one_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "issuer.json"
+    path.write_text('{"keys": []}')
+    with pytest.raises(ValueError, match="is not a dev issuer file"):
+        DevIssuer.load_or_create(path)

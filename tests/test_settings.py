@@ -173,3 +173,34 @@ def test_unknown_wimse_variables_are_reported(anchors_file: Path) -> None:
     settings = Settings.from_env({"WIMSE_TRUST_ANCHORS": str(anchors_file), "WIMSE_PROFIL": "wpt-02", "HOME": "/"})
     assert settings.unknown == ("WIMSE_PROFIL",)
     assert all(name.startswith("WIMSE_") for name in VARIABLES)
+
+
+# --- configuration errors that say what to fix ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "hint"),
+    [
+        ("/run/spire/bundle.json", "pass JWKSFile('/run/spire/bundle.json'), or use TrustAnchors.from_config"),
+        (Path("bundle.json"), "pass JWKSFile('bundle.json'), or use TrustAnchors.from_config"),
+        (["jwks.json"], "pass JWKSFile('jwks.json')"),
+        ("https://issuer.example.com/jwks.json", "pass RemoteJWKS('https://issuer.example.com/jwks.json')"),
+        ([ISSUER.jwks, "https://issuer.example.com/jwks.json"], "is a URL; pass RemoteJWKS("),
+    ],
+)
+def test_a_path_or_url_given_as_an_anchor_points_to_the_right_source(config: object, hint: str) -> None:
+    from wimse_wpt import TrustAnchors, Verifier
+
+    with pytest.raises(ValueError, match="'example.com'") as caught:
+        Verifier({"example.com": config}, ["https://api.example.com"])  # type: ignore[dict-item]
+    assert hint in str(caught.value)
+    with pytest.raises(ValueError):
+        TrustAnchors({"example.com": config})  # type: ignore[dict-item]
+
+
+def test_from_config_still_reads_paths_and_urls(anchors_file: Path) -> None:
+    from wimse_wpt import TrustAnchors
+
+    jwks = anchors_file.parent / "partner.jwks"
+    loaded = TrustAnchors.from_config({"partner.example": str(jwks)})
+    assert isinstance(loaded.sources("partner.example")[0], JWKSFile)
