@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from wimse_wpt import DevIssuer, SigningKey, mint_wpt
+from wimse_wpt import DevIssuer, SigningKey
 from wimse_wpt.checks import CHECKS
 from wimse_wpt.cli import checklist, main, parse_request, parse_time
 
@@ -43,7 +43,9 @@ def request_text(vector: dict[str, Any], headers: dict[str, str] | None = None) 
     return f"{vector['method']} {vector['path']} HTTP/1.1\n" + "".join(f"{k}: {v}\n" for k, v in fields.items()) + "\n{}"
 
 
-def inspect(vector: dict[str, Any], *extra: str, headers: dict[str, str] | None = None, at: float = LAST_VALID) -> tuple[int, dict[str, Any]]:
+def inspect(
+    vector: dict[str, Any], *extra: str, headers: dict[str, str] | None = None, at: float = LAST_VALID
+) -> tuple[int, dict[str, Any]]:
     argv = ["inspect", "--anchors", ANCHOR, "--origin", ORIGIN, "--at", str(at), "--json", *extra]
     if "oth" in vector["name"]:
         argv += ["--oth-header", "x-custom-token"]
@@ -95,8 +97,27 @@ def test_inspect_at_an_iso_time_and_the_token_arguments() -> None:
     wpt = vector["headers"]["Authorization"].split(" ", 1)[1]
     at = "2025-04-24T15:53:35Z"
     assert parse_time(at) == LAST_VALID
-    code, out = run(["inspect", "--anchors", ANCHOR, "--origin", ORIGIN, "--at", at, "--profile", "wpt-02",
-                     "--wit", wit, "--wpt", wpt, "--path", "/path", "--method", "POST"])
+    code, out = run(
+        [
+            "inspect",
+            "--anchors",
+            ANCHOR,
+            "--origin",
+            ORIGIN,
+            "--at",
+            at,
+            "--profile",
+            "wpt-02",
+            "--wit",
+            wit,
+            "--wpt",
+            wpt,
+            "--path",
+            "/path",
+            "--method",
+            "POST",
+        ]
+    )
     assert code == 0, out
 
 
@@ -125,7 +146,9 @@ def test_inspect_tampered_claims_change_the_verdict_and_human_output_points_at_i
     header, claims, signature = wit.split(".")
     decoded = json.loads(__import__("base64").urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
     decoded["sub"] = "wimse://example.com/admin"
-    forged = ".".join([header, __import__("base64").urlsafe_b64encode(json.dumps(decoded).encode()).rstrip(b"=").decode(), signature])
+    forged = ".".join(
+        [header, __import__("base64").urlsafe_b64encode(json.dumps(decoded).encode()).rstrip(b"=").decode(), signature]
+    )
     argv = ["inspect", "--anchors", ANCHOR, "--origin", ORIGIN, "--at", str(LAST_VALID)]
     code, out = run(argv, request_text(vector, dict(vector["headers"], **{"Workload-Identity-Token": forged})))
     assert code == 1
@@ -149,8 +172,17 @@ def test_inspect_a_wpt_02_proof_against_a_wpt_01_service() -> None:
 
 def test_inspect_another_origin_fails_the_audience_check() -> None:
     vector = VECTORS["wpt-01-oth"]
-    argv = ["inspect", "--anchors", ANCHOR, "--origin", "https://other.example.com", "--at", str(LAST_VALID),
-            "--oth-header", "x-custom-token"]
+    argv = [
+        "inspect",
+        "--anchors",
+        ANCHOR,
+        "--origin",
+        "https://other.example.com",
+        "--at",
+        str(LAST_VALID),
+        "--oth-header",
+        "x-custom-token",
+    ]
     code, out = run(argv, request_text(vector))
     assert code == 1 and "FAIL  wpt-audience" in out
     assert "does NOT match the expected target" in out and "https://other.example.com/path" in out
@@ -159,7 +191,10 @@ def test_inspect_another_origin_fails_the_audience_check() -> None:
 def test_inspect_never_logs_a_token(caplog: pytest.LogCaptureFixture) -> None:
     vector = VECTORS["wpt-01-bearer"]
     with caplog.at_level(logging.DEBUG):
-        inspect(vector, headers=dict(vector["headers"], **{"Workload-Proof-Token": tamper(vector["headers"]["Workload-Proof-Token"], 2)}))
+        inspect(
+            vector,
+            headers=dict(vector["headers"], **{"Workload-Proof-Token": tamper(vector["headers"]["Workload-Proof-Token"], 2)}),
+        )
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for value in vector["headers"].values():
         assert value.split(" ")[-1][-30:] not in logged
@@ -173,7 +208,11 @@ def test_inspect_never_logs_a_token(caplog: pytest.LogCaptureFixture) -> None:
         (["inspect", "--anchors", ANCHOR, "--origin", ORIGIN], "", "no header lines"),
         (["inspect", "--anchors", ANCHOR, "--origin", ORIGIN, "--path", "/"], "this is not a header\n", "not a header line"),
         (["inspect", "--anchors", ANCHOR, "--origin", ORIGIN, "--at", "yesterday"], "", "ISO 8601"),
-        (["inspect", "--anchors", "example.com=/no/such/jwks.json", "--origin", ORIGIN, "--path", "/", "--wit", "x"], "", "no/such"),
+        (
+            ["inspect", "--anchors", "example.com=/no/such/jwks.json", "--origin", ORIGIN, "--path", "/", "--wit", "x"],
+            "",
+            "no/such",
+        ),
         (["inspect", "--origin", "ftp://x", "--anchors", ANCHOR, "--path", "/", "--wit", "x"], "", "origin"),
         (["frobnicate"], "", "invalid choice"),
         ([], "", "required"),
@@ -227,18 +266,41 @@ def test_keygen_jwks_mint_and_inspect_round_trip(tmp_path: Path) -> None:
         assert path.stat().st_mode & 0o777 == 0o600
     assert "d" in json.loads(key_file.read_text()) and json.loads(key_file.read_text())["alg"] == "Ed25519"
     code, jwks = run(["jwks", str(issuer_file)])
-    assert code == 0 and "\"d\"" not in jwks
+    assert code == 0 and '"d"' not in jwks
     public = json.loads(jwks)
     assert public["keys"][0]["kid"] == DevIssuer.load(issuer_file).kid and public["keys"][0]["use"] == "sig"
     (tmp_path / "jwks.json").write_text(jwks)
 
-    code, headers = run(["mint", "--issuer", str(issuer_file), "--key", str(key_file), "--sub", "wimse://example.com/me",
-                         "--aud", "https://api.example.com/orders", "--txn-token", "txn-1"])
+    code, headers = run(
+        [
+            "mint",
+            "--issuer",
+            str(issuer_file),
+            "--key",
+            str(key_file),
+            "--sub",
+            "wimse://example.com/me",
+            "--aud",
+            "https://api.example.com/orders",
+            "--txn-token",
+            "txn-1",
+        ]
+    )
     assert code == 0
     names = [line.split(":", 1)[0] for line in headers.splitlines()]
     assert names == ["Workload-Identity-Token", "Workload-Proof-Token", "Txn-Token"]
-    code, out = run(["inspect", "--anchors", f"example.com={tmp_path / 'jwks.json'}", "--origin", "https://api.example.com",
-                     "--path", "/orders"], headers)
+    code, out = run(
+        [
+            "inspect",
+            "--anchors",
+            f"example.com={tmp_path / 'jwks.json'}",
+            "--origin",
+            "https://api.example.com",
+            "--path",
+            "/orders",
+        ],
+        headers,
+    )
     assert code == 0, out
     assert out.startswith("PASS  wimse://example.com/me")
 
@@ -247,8 +309,22 @@ def test_mint_wpt_02_and_curl_output(tmp_path: Path) -> None:
     issuer_file, key_file = tmp_path / "issuer.json", tmp_path / "workload.jwk"
     run(["keygen", "--issuer", "example.com", "-o", str(issuer_file)])
     run(["keygen", "-o", str(key_file)])
-    code, line = run(["mint", "--issuer", str(issuer_file), "--key", str(key_file), "--sub", "wimse://example.com/me",
-                      "--aud", "https://api.example.com/orders", "--profile", "wpt-02", "--curl"])
+    code, line = run(
+        [
+            "mint",
+            "--issuer",
+            str(issuer_file),
+            "--key",
+            str(key_file),
+            "--sub",
+            "wimse://example.com/me",
+            "--aud",
+            "https://api.example.com/orders",
+            "--profile",
+            "wpt-02",
+            "--curl",
+        ]
+    )
     assert code == 0
     words = shlex.split(line)
     assert words[0] == "curl" and words[-1] == "https://api.example.com/orders"
@@ -258,8 +334,9 @@ def test_mint_wpt_02_and_curl_output(tmp_path: Path) -> None:
     jwks = tmp_path / "jwks.json"
     jwks.write_text(run(["jwks", str(issuer_file)])[1])
     stdin = "\n".join(f"-H {shlex.quote(h)}" for h in headers)
-    code, out = run(["inspect", "--anchors", f"example.com={jwks}", "--origin", "https://api.example.com",
-                     "--path", "/orders"], stdin)
+    code, out = run(
+        ["inspect", "--anchors", f"example.com={jwks}", "--origin", "https://api.example.com", "--path", "/orders"], stdin
+    )
     assert code == 0 and "wpt-02 (guessed from the headers" in out
 
 
@@ -277,7 +354,9 @@ def test_mint_reuses_a_wit_and_binds_a_bearer(tmp_path: Path) -> None:
     assert code == 2
     code, _ = run(["mint", "--key", str(key_file), "--aud", "https://x/"])
     assert code == 2  # neither --issuer/--sub nor --wit
-    code, _ = run(["mint", "--key", str(key_file), "--issuer", str(key_file), "--sub", "wimse://example.com/me", "--aud", "https://x/"])
+    code, _ = run(
+        ["mint", "--key", str(key_file), "--issuer", str(key_file), "--sub", "wimse://example.com/me", "--aud", "https://x/"]
+    )
     assert code == 2  # a workload key is not an issuer
 
 
@@ -320,7 +399,9 @@ def test_check_config_fetches_remote_jwks_once_and_reports(clean_env: pytest.Mon
 
     with serve(Starlette(routes=[Route("/jwks.json", jwks)])) as origin:
         anchors = tmp_path / "anchors.json"
-        anchors.write_text(json.dumps({"example.com": DevIssuer("example.com", kid="e1").jwks, "partner.example": origin + "/jwks.json"}))
+        anchors.write_text(
+            json.dumps({"example.com": DevIssuer("example.com", kid="e1").jwks, "partner.example": origin + "/jwks.json"})
+        )
         clean_env.setenv("WIMSE_TRUST_ANCHORS", str(anchors))
         clean_env.setenv("WIMSE_ALLOW_INSECURE_JWKS", "1")
         clean_env.setenv("WIMSE_MODE", "report-only")
@@ -382,5 +463,7 @@ def test_runs_as_a_module_with_help(module: str) -> None:
     assert result.returncode == 0
     for command in ("inspect", "keygen", "jwks", "mint", "check-config"):
         assert command in result.stdout
-    bad = subprocess.run([sys.executable, "-m", module, "inspect", "--profile", "wpt-9"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", module, "inspect", "--profile", "wpt-9"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -16,8 +16,8 @@ from wimse_wpt import CATALOG, DevIssuer, MemoryReplayCache, ReplayStoreUnavaila
 from wimse_wpt.checks import CHECK_FOR_CODE, CHECKS, stage_of
 from wimse_wpt.health import Readiness
 from wimse_wpt.observability import (
-    OpenTelemetryObserver,
     Observers,
+    OpenTelemetryObserver,
     PrometheusObserver,
     VerificationEvent,
     log_extra,
