@@ -467,3 +467,12 @@ def test_runs_as_a_module_with_help(module: str) -> None:
         [sys.executable, "-m", module, "inspect", "--profile", "wpt-9"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_keygen_does_not_follow_a_planted_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("someone else's file")
+    link = tmp_path / "key.jwk"
+    link.symlink_to(target)
+    assert run(["keygen", "-o", str(link), "--force"])[0] == 2
+    assert target.read_text() == "someone else's file"

@@ -298,3 +298,26 @@ def test_readiness_checks_its_configuration() -> None:
         Readiness(verifier, timeout=0)
     with pytest.raises(TypeError):
         Readiness(object())  # type: ignore[arg-type]
+
+
+async def test_a_flood_of_probes_is_one_ping_and_reports_are_reused_briefly() -> None:
+    import asyncio
+
+    class Counting(MemoryReplayCache):
+        pings = 0
+
+        async def ping(self) -> bool:
+            Counting.pings += 1
+            await asyncio.sleep(0.05)
+            return True
+
+    verifier = Verifier({"example.com": ISSUER.jwks}, ["https://api.example.com"], replay_cache=Counting())
+    readiness = Readiness(verifier, cache_for=30)
+    reports = await asyncio.gather(*(readiness.run() for _ in range(50)))
+    assert all(r["ready"] for r in reports) and Counting.pings == 1
+    await readiness.run()
+    assert Counting.pings == 1  # within cache_for
+    fresh = Readiness(verifier, cache_for=0)
+    await fresh.run()
+    await fresh.run()
+    assert Counting.pings == 3

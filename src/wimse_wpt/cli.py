@@ -84,7 +84,8 @@ def load_key_file(path: str) -> tuple[SigningKey, DevIssuer | None]:
 
 def _write_private(path: str, data: dict[str, Any], force: bool) -> None:
     """Write a secret: mode 0600 from the first byte, never over an existing file unless forced."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    # O_NOFOLLOW: a planted symlink cannot redirect a private key into another file.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -61,17 +62,36 @@ class Readiness:
     requests. ``observers`` with an ``on_health(report)`` method (e.g. a
     :class:`~wimse_wpt.observability.PrometheusObserver`) get every report."""
 
-    def __init__(self, verifier: Verifier, *, timeout: float = 2.0, observers: Iterable[object] = ()) -> None:
+    def __init__(
+        self, verifier: Verifier, *, timeout: float = 2.0, cache_for: float = 1.0, observers: Iterable[object] = ()
+    ) -> None:
         if not isinstance(verifier, Verifier):
             raise TypeError("verifier must be a wimse_wpt.Verifier")
         if not 0 < timeout <= 30:
             raise ValueError("timeout must be more than 0 and at most 30 seconds")
+        if not 0 <= cache_for <= 60:
+            raise ValueError("cache_for must be between 0 and 60 seconds")
         self.verifier = verifier
         self.timeout = timeout
+        self.cache_for = cache_for
         self._observers = tuple(o for o in observers if callable(getattr(o, "on_health", None)))
+        self._last: tuple[float, dict[str, Any]] | None = None
+        self._inflight: asyncio.Future[dict[str, Any]] | None = None
 
     async def run(self) -> dict[str, Any]:
-        """``{"ready": bool, "replay_store": {...}, "trust_domains": {domain: {...}}}``."""
+        """``{"ready": bool, "replay_store": {...}, "trust_domains": {domain: {...}}}``.
+
+        The endpoint is open, so probes are single flight and a report is reused for
+        ``cache_for`` seconds: a flood of probes is not a flood of Redis pings."""
+        if self._last is not None and time.monotonic() - self._last[0] < self.cache_for:
+            return self._last[1]
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.ensure_future(self._run())
+        report = await asyncio.shield(self._inflight)
+        self._last = (time.monotonic(), report)
+        return report
+
+    async def _run(self) -> dict[str, Any]:
         domains = sorted(self.verifier.anchors.trust_domains)
         # Each check bounded on its own: one hung JWKS endpoint does not hide the others.
         store, *keys = await asyncio.gather(
