@@ -275,19 +275,31 @@ async def test_unready_while_a_remote_trust_domain_has_no_keys_and_the_rest_stil
     assert report["trust_domains"]["partner.example"] == {"ok": False, "keys": 0, "unavailable_sources": 1}
 
 
-async def test_a_hung_check_times_out_on_its_own(registry: Any) -> None:
-    import asyncio
+class Hung(MemoryReplayCache):
+    async def ping(self) -> bool:
+        import asyncio
 
-    class Hung(MemoryReplayCache):
-        async def ping(self) -> bool:
-            await asyncio.sleep(60)
-            return True
+        await asyncio.sleep(60)
+        return True
+
+
+async def test_a_hung_check_times_out_on_its_own_and_observers_get_the_report() -> None:
+    reports: list[dict[str, Any]] = []
+
+    class HealthRecorder:
+        def on_health(self, report: dict[str, Any]) -> None:
+            reports.append(report)
 
     verifier = Verifier({"example.com": ISSUER.jwks}, ["https://api.example.com"], replay_cache=Hung())
-    observer = PrometheusObserver(registry)
-    report = await Readiness(verifier, timeout=0.2, observers=[observer]).run()
+    report = await Readiness(verifier, timeout=0.2, observers=[HealthRecorder(), object()]).run()
     assert report["replay_store"] == {"ok": False, "checked": True, "error": "timeout"}
     assert report["trust_domains"]["example.com"]["ok"] is True
+    assert reports == [report]
+
+
+async def test_readiness_sets_the_prometheus_health_gauges(registry: Any) -> None:
+    verifier = Verifier({"example.com": ISSUER.jwks}, ["https://api.example.com"], replay_cache=Hung())
+    await Readiness(verifier, timeout=0.2, observers=[PrometheusObserver(registry)]).run()
     assert registry.get_sample_value("wimse_wpt_replay_store_up") == 0
     assert registry.get_sample_value("wimse_wpt_trust_domain_keys_up", {"trust_domain": "example.com"}) == 1
 
