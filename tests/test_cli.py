@@ -476,3 +476,49 @@ def test_keygen_does_not_follow_a_planted_symlink(tmp_path: Path) -> None:
     link.symlink_to(target)
     assert run(["keygen", "-o", str(link), "--force"])[0] == 2
     assert target.read_text() == "someone else's file"
+
+
+@pytest.mark.parametrize(
+    ("vector", "extra", "code", "hint"),
+    [
+        ("wpt-02-authorization", ["--profile", "wpt-01"], "wpt-missing", "carries a wpt-02 proof (Authorization: WPT)"),
+        ("wpt-01-bearer", ["--profile", "wpt-02"], "wpt-missing", "carries a wpt-01 proof (Workload-Proof-Token)"),
+        ("wpt-01-bearer", ["--path", "/other"], "wpt-audience", "aud is 'https://workload.example.com/path'; expected one of"),
+        ("wpt-01-bearer", ["--at", str(DATA["valid_at"]["from"])], "wpt-lifetime", "--max-wpt-lifetime"),
+    ],
+)
+def test_inspect_hints_at_what_to_fix(vector: str, extra: list[str], code: str, hint: str) -> None:
+    result_code, result = inspect(VECTORS[vector], *extra)
+    assert result_code == 1 and result["code"] == code
+    assert hint in result["hint"]
+
+
+def test_inspect_hints_for_oth_and_unknown_keys() -> None:
+    vector = VECTORS["wpt-01-oth"]
+    argv = ["inspect", "--anchors", ANCHOR, "--origin", ORIGIN, "--at", str(LAST_VALID), "--json"]
+    code, out = run(argv, request_text(vector))
+    assert code == 1 and "oth binds x-custom-token; give each with --oth-header" in json.loads(out)["hint"]
+    other = "example.com=" + json.dumps(DevIssuer("example.com", kid="another").jwks)
+    code, out = run(["inspect", "--anchors", other, "--origin", ORIGIN, "--at", str(LAST_VALID)], request_text(vector))
+    assert code == 1 and "hint  the WIT names kid 'June 5'" in out
+
+
+def test_inspect_with_a_remote_jwks_anchor() -> None:
+    async def jwks(request: Any) -> JSONResponse:
+        return JSONResponse({"keys": [DATA["keys"]["issuer_public_jwk"]]})
+
+    with serve(Starlette(routes=[Route("/jwks.json", jwks)])) as origin:
+        argv = [
+            "inspect",
+            "--anchors",
+            f"example.com={origin}/jwks.json",
+            "--allow-insecure-jwks",
+            "--origin",
+            ORIGIN,
+            "--at",
+            str(LAST_VALID),
+        ]
+        code, out = run(argv, request_text(VECTORS["wpt-01-bearer"]))
+        assert code == 0, out
+        code, _ = run(argv[:3] + argv[4:], request_text(VECTORS["wpt-01-bearer"]))
+        assert code == 2  # http without --allow-insecure-jwks

@@ -351,7 +351,40 @@ def inspect_request(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
                       workload=error.identifier)
     result["checks"] = checklist(None if error is None else error.problem.code)
     result["wit"], result["wpt"] = decode_token(wit), decode_token(wpt)
+    if error is not None:
+        hint = hint_for(error.problem.code, result, headers, verifier)
+        if hint:
+            result["hint"] = hint
     return result
+
+
+def hint_for(code: str, result: dict[str, Any], headers: list[tuple[str, str]], verifier: Verifier) -> str | None:
+    """What to look at for the refusals people meet first (the tokens are theirs: values may be named)."""
+    names = {name.lower() for name, _ in headers}
+    wit_claims = (result.get("wit") or {}).get("claims") or {}
+    wit_header = (result.get("wit") or {}).get("header") or {}
+    wpt_claims = (result.get("wpt") or {}).get("claims") or {}
+    if code == "wpt-missing":
+        if result["profile"] == "wpt-01" and any(n.lower() == "authorization" and v[:4].lower() == "wpt " for n, v in headers):
+            return "the request carries a wpt-02 proof (Authorization: WPT); this check speaks wpt-01 (--profile wpt-02?)"
+        if result["profile"] == "wpt-02" and "workload-proof-token" in names:
+            return "the request carries a wpt-01 proof (Workload-Proof-Token); this check speaks wpt-02 (--profile wpt-01?)"
+    if code == "wpt-audience" and isinstance(wpt_claims, dict):
+        expected = ", ".join(result["expected_aud"])
+        return f"aud is {str(wpt_claims.get('aud'))[:200]!r}; expected one of {expected} (--origin, --path?)"
+    if code in ("wit-trust-domain", "wit-key-unknown") and isinstance(wit_claims, dict):
+        sub = str(wit_claims.get("sub"))[:200]
+        if code == "wit-trust-domain":
+            return f"sub is {sub!r}; trusted trust domains: {', '.join(result['trust_domains'])}"
+        kid = wit_header.get("kid") if isinstance(wit_header, dict) else None
+        return f"the WIT names kid {kid!r}, alg {wit_header.get('alg')!r}: is that key in the trust domain's JWKS?"
+    if code == "oth-unknown" and isinstance(wpt_claims, dict) and isinstance(wpt_claims.get("oth"), dict):
+        return f"oth binds {', '.join(sorted(wpt_claims['oth']))}; give each with --oth-header if the service accepts it"
+    if code in ("wpt-lifetime", "wit-lifetime"):
+        limit = verifier.max_wpt_lifetime if code == "wpt-lifetime" else verifier.max_wit_lifetime
+        option = "--max-wpt-lifetime" if code == "wpt-lifetime" else "--max-wit-lifetime"
+        return f"exp is further than {limit:g} s after --at ({option} sets the service's limit)"
+    return None
 
 
 _MARKS = {"passed": "ok  ", "failed": "FAIL", "not reached": "--  ", "not checked": "n/a ", "unknown": "?   "}
@@ -364,6 +397,8 @@ def print_inspection(result: dict[str, Any], out: TextIO) -> None:
         out.write(f"FAIL  {result['code']} ({result['status']}): {result['title']}\n      {result['detail']}\n")
         if result.get("workload"):
             out.write(f"      workload {result['workload']} (its WIT verified)\n")
+        if result.get("hint"):
+            out.write(f"hint  {result['hint']}\n")
     guessed = " (guessed from the headers; give --profile)" if result["profile_guessed"] else ""
     out.write(f"\nat        {result['at_iso']} ({result['at']:.0f})\n")
     out.write(f"profile   {result['profile']}{guessed}\n")
