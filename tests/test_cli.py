@@ -522,3 +522,16 @@ def test_inspect_with_a_remote_jwks_anchor() -> None:
         assert code == 0, out
         code, _ = run(argv[:3] + argv[4:], request_text(VECTORS["wpt-01-bearer"]))
         assert code == 2  # http without --allow-insecure-jwks
+
+
+def test_check_config_says_when_a_remote_store_was_not_pinged(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from wimse_wpt import RedisReplayCache
+
+    clean_env.setenv("WIMSE_DEV_ISSUER", str(tmp_path / "issuer.json"))
+    clean_env.setenv("WIMSE_REPLAY_STORE", "redis://:secret@127.0.0.1:1/0")
+    code, out = run(["check-config"])
+    assert "secret" not in out and "redis://***@127.0.0.1:1/0" in out
+    if not any(callable(getattr(RedisReplayCache, name, None)) for name in ("ping", "check")):
+        assert code == 0 and "not checked: this store has no ping() or check()" in out
+    else:  # a store that can be asked is asked: nothing listens on port 1
+        assert code == 1 and "FAIL  redis://***@127.0.0.1:1/0" in out

@@ -565,7 +565,12 @@ def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"  FAIL  {domain}: {entry['type']} {where}: no keys ({entry.get('error', 'empty')})\n")
     store = report["replay_store"]
     state = "ok  " if store["ok"] else "FAIL"
-    checked = "" if store.get("checked") else " (in-process, nothing to reach)"
+    if store.get("checked"):
+        checked = ""
+    elif report["settings"]["replay_store"] == "memory":
+        checked = " (in-process, nothing to reach)"
+    else:
+        checked = " (not checked: this store has no ping() or check())"
     error = f" {store['error']}" if "error" in store else ""
     out.write(f"\nreplay store\n  {state}  {report['settings']['replay_store']}{checked}{error}\n")
     return 0 if report["ready"] else 1
