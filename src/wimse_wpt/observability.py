@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from .checks import stage_of
@@ -75,6 +75,9 @@ class VerificationEvent:
         return self.outcome in ("refused", "reported")
 
 
+_FIELDS: Final = tuple(f.name for f in fields(VerificationEvent))
+
+
 @runtime_checkable
 class Observer(Protocol):
     def on_event(self, event: VerificationEvent) -> None: ...
@@ -86,12 +89,13 @@ Hook = Callable[[VerificationEvent], None] | Observer
 def log_extra(event: VerificationEvent) -> dict[str, Any]:
     """The event as ``extra`` for ``logger.log(..., extra=log_extra(event))``: each field
     as ``wimse_<name>`` (prefixed so no field can collide with a LogRecord attribute)."""
-    return {f"wimse_{name}": value for name, value in asdict(event).items()}
+    return {f"wimse_{name}": getattr(event, name) for name in _FIELDS}
 
 
 def span_attributes(event: VerificationEvent) -> dict[str, str | float | int]:
     """The event as OpenTelemetry attributes (``wimse.*``); absent values are left out."""
-    return {f"wimse.{name}": value for name, value in asdict(event).items() if value is not None and value != ""}
+    values = ((name, getattr(event, name)) for name in _FIELDS)  # not asdict: no deep copy per event
+    return {f"wimse.{name}": value for name, value in values if value is not None and value != ""}
 
 
 class Observers:
