@@ -214,6 +214,7 @@ def test_inspect_never_logs_a_token(caplog: pytest.LogCaptureFixture) -> None:
             "no/such",
         ),
         (["inspect", "--origin", "ftp://x", "--anchors", ANCHOR, "--path", "/", "--wit", "x"], "", "origin"),
+        (["inspect", "--anchors", ANCHOR, "--origin", ORIGIN, "--path", "/"], "-H 'Workload-Identity-Token: x\n", "unbalanced"),
         (["frobnicate"], "", "invalid choice"),
         ([], "", "required"),
     ],
@@ -535,3 +536,15 @@ def test_check_config_says_when_a_remote_store_was_not_pinged(clean_env: pytest.
         assert code == 0 and "not checked: this store has no ping() or check()" in out
     else:  # a store that can be asked is asked: nothing listens on port 1
         assert code == 1 and "FAIL  redis://***@127.0.0.1:1/0" in out
+
+
+@pytest.mark.parametrize(
+    "wit",
+    ["a.b.c", "é.ü.x", "..", "x" * 100, "W1tbW1tbW1tb" * 500 + ".e30.sig", "eyJhbGciOiJFUzI1NiJ9.W10.sig"],
+)
+def test_inspect_of_garbage_is_a_refusal_never_a_traceback(wit: str) -> None:
+    argv = ["inspect", "--anchors", ANCHOR, "--origin", ORIGIN, "--path", "/", "--wit", wit, "--wpt", wit, "--json"]
+    code, out = run(argv)
+    assert code == 1
+    result = json.loads(out)
+    assert result["code"].startswith("wit-") and result["checks"]

@@ -108,7 +108,10 @@ def _strip_line(line: str) -> str:
     if line.startswith("> "):
         line = line[2:].strip()
     if line.startswith("-H "):
-        parts = shlex.split(line)
+        try:
+            parts = shlex.split(line)
+        except ValueError:
+            raise UsageError(f"cannot read {line[:60]!r}: unbalanced quotes") from None
         line = parts[1] if len(parts) > 1 else ""
     return line
 
@@ -143,7 +146,7 @@ def _decode_part(part: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
         return json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
 
 
