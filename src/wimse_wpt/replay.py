@@ -305,6 +305,7 @@ class RedisReplayCache:
         self.stats = ReplayStoreStats()
         self._timer = timer
         self._checked = False
+        self._check_task: Any = None
         self._next_check = 0.0
         self._unsafe_policy: str | None = None
         self._warned_policy: str | None = None
@@ -328,7 +329,7 @@ class RedisReplayCache:
             logger.warning("replay entry TTL %.0f s exceeds max_ttl %.0f s; raising max_ttl", ttl, self.max_ttl)
             self.max_ttl = float(ttl)
         try:
-            if self._timer() >= self._next_check:
+            if not self._checked or self._timer() >= self._next_check:
                 await self._periodic_check()
             self._refuse_if_unsafe()
             status, run_id, evicted = await self._record(self._set_key(workload), key, ms)
@@ -414,9 +415,19 @@ class RedisReplayCache:
         await self.check()
 
     async def _periodic_check(self) -> None:
-        self._next_check = self._timer() + self.health_interval  # one check per interval
+        """One check in flight at a time: until the first has answered every request waits
+        for it; after that, the request that finds the interval over runs the next one."""
+        import asyncio
+
+        task = self._check_task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            if not self._checked:
+                await asyncio.shield(task)
+            return
+        self._next_check = self._timer() + self.health_interval
+        task = self._check_task = asyncio.ensure_future(self.check())
         try:
-            await self.check()
+            await asyncio.shield(task)
         except ReplayStoreUnsafe:
             raise
         except ReplayStoreUnavailable:
@@ -442,16 +453,16 @@ class RedisReplayCache:
                     self._unsafe_until = max(self._unsafe_until, self._timer() + marker_ms / 1000)
                     self.stats.unsafe_reason = self.stats.unsafe_reason or "another replica saw a loss"
                 await self._check_canary(canary)
-                left_ms = int((self._unsafe_until - self._timer()) * 1000)
-                if self._pending_marker and left_ms > 0:
-                    await self._client.set(self._marker_key, self.stats.unsafe_reason or "loss", px=left_ms)
+                left = self._unsafe_until - self._timer()
+                if self._pending_marker and left > 0:
+                    await self._client.set(self._marker_key, self.stats.unsafe_reason or "loss", px=math.ceil(left * 1000))
                 self._pending_marker = False
+                self._checked = True
                 self._apply_policy(policy)
         except ReplayStoreUnavailable:
             raise
         except (RedisError, OSError, TimeoutError, KeyError, ValueError, TypeError) as exc:
             raise ReplayStoreUnavailable(f"replay store health check failed: {type(exc).__name__}") from None
-        self._checked = True
         if self._unsafe_policy is None and self._timer() >= self._unsafe_until:
             self.stats.unsafe_reason = None
         self._refuse_if_unsafe()
