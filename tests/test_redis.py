@@ -8,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections import Counter
 import json
-import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from wimse_wpt.replay import replay_key
 
 from .conftest import World, redis_url
 from .servers import example_service, free_port
+from .test_replay_store import own_redis_server
 
 
 @pytest.fixture
@@ -115,32 +114,10 @@ async def test_fail_open_switch_lets_requests_through_while_down() -> None:
 
 @contextlib.contextmanager
 def own_redis() -> Iterator[subprocess.Popen[bytes]]:
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("WIMSE_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is required for the outage test")
-        pytest.skip("redis-server is not installed: the outage test starts and pauses its own Redis")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    process.port = port  # type: ignore[attr-defined]
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=port, socket_connect_timeout=0.2).ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield process
-    finally:
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=10)
+    with own_redis_server() as server:
+        assert server.process is not None
+        server.process.port = server.port  # type: ignore[attr-defined]
+        yield server.process
 
 
 async def test_outage_mid_run_gives_503_then_recovers_by_itself() -> None:

@@ -287,7 +287,7 @@ class RedisReplayCache:
                 socket_connect_timeout=timeout,
                 health_check_interval=30,
             )
-            self._client = redis_asyncio.Redis(connection_pool=pool)
+            self._client: Any = redis_asyncio.Redis(connection_pool=pool)
             self._owns_client = True
         else:
             self._client = url_or_client
@@ -315,6 +315,7 @@ class RedisReplayCache:
         self._clock: tuple[float, float] | None = None  # (local timer, server time) at the last check
         self._clock_tolerance = 1.0  # seconds the server clock may run ahead between checks
         self._pending_marker = False
+        self._id = secrets.token_hex(8)  # marks the loss markers this cache writes
 
     # -- the check --------------------------------------------------------------------------
 
@@ -393,6 +394,7 @@ class RedisReplayCache:
         if seen is None:
             if nodes and not self.durable:
                 self._lost("restart", f"Redis run_id changed to {run_id[:8]}: restarted or failed over")
+                self._canary = None  # its loss is this loss, already counted
             elif nodes:
                 logger.warning("replay store run_id changed to %s; durable=True: no loss window", run_id[:8])
             if len(nodes) >= 64:
@@ -455,7 +457,8 @@ class RedisReplayCache:
                 await self._check_canary(canary)
                 left = self._unsafe_until - self._timer()
                 if self._pending_marker and left > 0:
-                    await self._client.set(self._marker_key, self.stats.unsafe_reason or "loss", px=math.ceil(left * 1000))
+                    marker = f"{self._id} {self.stats.unsafe_reason}"
+                    await self._client.set(self._marker_key, marker, px=math.ceil(left * 1000))
                 self._pending_marker = False
                 self._checked = True
                 self._apply_policy(policy)
@@ -505,9 +508,12 @@ class RedisReplayCache:
             )
 
     async def _read_canary(self) -> tuple[bytes | None, int]:
+        """The canary, and how long the loss window another replica shared has left (ms)."""
         canary = await self._client.get(self._canary_key)
-        marker_ms = await self._client.pttl(self._marker_key)
-        return canary, int(marker_ms)
+        marker = await self._client.get(self._marker_key)
+        if marker is None or marker.startswith(self._id.encode()):  # none, or our own
+            return canary, 0
+        return canary, int(await self._client.pttl(self._marker_key))
 
     async def _check_canary(self, canary: bytes | None) -> None:
         """A key without TTL that only a flush, a deletion or a lost dataset removes."""
