@@ -178,7 +178,9 @@ class MemoryReplayCache:
 # One atomic check for one sender, on one key (so one Redis Cluster hash slot): the sender's
 # sorted set of replay keys scored by expiry in server milliseconds. In the same step it reads
 # what tells whether the store may have forgotten entries since the last check: the instance's
-# run_id (a restart or a failover) and its evicted_keys counter.
+# run_id (a restart or a failover) and its evicted_keys counter. Work per call is bounded:
+# live entries are counted (ZCOUNT), and at most 8 expired ones are dropped per call (the
+# key's own TTL drops the rest), so no sender can make one call clear a whole set at once.
 # KEYS[1] the sender's set; ARGV[1] the replay key; ARGV[2] the TTL (ms); ARGV[3] the cap.
 # Returns {1 recorded | 0 replay | -1 over the cap, run_id, evicted_keys}.
 _RECORD_SCRIPT = """
@@ -190,8 +192,9 @@ local evicted = string.match(redis.call('INFO', 'stats'), 'evicted_keys:(%d+)') 
 local set = KEYS[1]
 local score = redis.call('ZSCORE', set, ARGV[1])
 if score and tonumber(score) > now then return {0, run_id, evicted} end
-redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
-if redis.call('ZCARD', set) >= tonumber(ARGV[3]) then return {-1, run_id, evicted} end
+local old = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, 8)
+if #old > 0 then redis.call('ZREM', set, unpack(old)) end
+if redis.call('ZCOUNT', set, '(' .. now, '+inf') >= tonumber(ARGV[3]) then return {-1, run_id, evicted} end
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', set, now + ttl, ARGV[1])
 if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
