@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,9 +35,10 @@ EVICTING = ["allkeys-lru", "volatile-lru", "volatile-ttl"]
 
 
 class Server:
-    def __init__(self, port: int, args: tuple[str, ...]) -> None:
+    def __init__(self, port: int, args: tuple[str, ...], cwd: str | None = None) -> None:
         self.port = port
         self.args = args
+        self.cwd = cwd
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -49,6 +51,7 @@ class Server:
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *self.args],
             stdout=subprocess.DEVNULL,
+            cwd=self.cwd,
         )
         deadline = time.monotonic() + 10
         while True:
@@ -72,8 +75,10 @@ class Server:
         self.start()
 
 
-def _free_port() -> int:
+def _free_port(taken: tuple[int, ...] = ()) -> int:
     for port in PORTS:
+        if port in taken:
+            continue
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis-server binds
             try:
@@ -448,3 +453,66 @@ async def test_expired_entries_never_count_and_each_call_clears_only_a_few() -> 
             await cache.check_and_record(replay_key(sender, "d"), 30, sender)
         assert client.zcard(stored) == 3
         await cache.aclose()
+
+
+@contextlib.contextmanager
+def own_redis_cluster(tmp: Path) -> Iterator[list[Server]]:
+    """Three masters on loopback, slots split by redis-cli, each in its own directory."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if os.environ.get("WIMSE_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server and redis-cli are required for the cluster test")
+        pytest.skip("redis-server/redis-cli are not installed: this test starts its own cluster")
+    servers: list[Server] = []
+    try:
+        for _ in range(3):
+            port = _free_port(tuple(s.port for s in servers))
+            (tmp / str(port)).mkdir()
+            server = Server(port, ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"), str(tmp / str(port)))
+            servers.append(server)
+            server.start()
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers), "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while any(s.client().cluster("info").get("cluster_state") != "ok" for s in servers):
+            assert time.monotonic() < deadline, "the test cluster did not converge"
+            time.sleep(0.1)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def test_on_a_cluster_every_master_is_watched_and_each_check_is_one_slot(tmp_path: Path) -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    clock = Clock()
+    with own_redis_cluster(tmp_path) as servers:
+        client = RedisCluster(host="127.0.0.1", port=servers[0].port)
+        cache = RedisReplayCache(client, prefix="t:", max_per_workload=3, max_ttl=60, timer=clock)
+        await cache.startup()  # three masters seen, none taken for a restart
+        assert cache.stats.losses == {} and len(cache._nodes) == 3  # noqa: SLF001
+        senders = [f"wimse://example.com/w{n}" for n in range(24)]
+        for sender in senders:  # spread over the slots of all three masters
+            results = await asyncio.gather(
+                *(cache.check_and_record(replay_key(sender, "j"), 30, sender) for _ in range(5))
+            )
+            assert results.count(True) == 1
+        holders = {int(s.client().dbsize()) > 0 for s in servers}
+        assert holders == {True}
+        flooder = senders[0]
+        with pytest.raises(ReplayQuotaExceeded):
+            for n in range(3):
+                await cache.check_and_record(replay_key(flooder, f"more-{n}"), 30, flooder)
+        # One master restarts without persistence: its records are gone, and so is its run_id.
+        servers[1].restart()
+        outcomes = Counter()
+        for sender in senders:
+            try:
+                outcomes[await cache.check_and_record(replay_key(sender, "j"), 30, sender)] += 1
+            except ReplayStoreUnavailable as error:
+                outcomes[type(error).__name__] += 1
+        assert True not in outcomes and outcomes["ReplayStoreUnsafe"] > 0
+        assert cache.stats.losses.get("restart") == 1
+        await client.aclose()

@@ -391,11 +391,17 @@ class RedisReplayCache:
             cause, detail, window,
         )
 
-    def _observe(self, run_id: str, evicted: int) -> None:
+    def _observe(self, run_id: str, evicted: int, *, seeding: bool = False) -> None:
+        """Compare one node's run_id and evicted_keys with what this cache saw there before.
+
+        ``seeding``: the first check, which learns every node (all masters of a cluster).
+        """
         nodes = self._nodes
         seen = nodes.get(run_id)
         if seen is None:
-            if nodes and not self.durable:
+            if seeding:
+                pass
+            elif nodes and not self.durable:
                 self._lost("restart", f"Redis run_id changed to {run_id[:8]}: restarted or failed over")
                 self._canary = None  # its loss is this loss, already counted
             elif nodes:
@@ -447,12 +453,17 @@ class RedisReplayCache:
 
         try:
             async with asyncio.timeout(self._timeout * 4):
-                policy = await self._read_policy()
-                info = await self._client.info("server")
-                stats = await self._client.info("stats")
+                policy = "noeviction"
+                for node in await self._primaries():  # every master of a Redis Cluster
+                    on = {} if node is None else {"target_nodes": node}
+                    node_policy = await self._read_policy(**on)
+                    if node_policy != "noeviction":
+                        policy = node_policy
+                    info = await self._client.info("server", **on)
+                    stats = await self._client.info("stats", **on)
+                    self._observe(str(info["run_id"]), int(stats["evicted_keys"]), seeding=not self._checked)
                 seconds, micros = await self._client.time()
                 canary, marker_ms = await self._read_canary()
-                self._observe(str(info["run_id"]), int(stats["evicted_keys"]))
                 self._check_clock(seconds + micros / 1e6)
                 if marker_ms > 0:  # another replica saw a loss: its window holds here too
                     self._unsafe_until = max(self._unsafe_until, self._timer() + marker_ms / 1000)
@@ -473,17 +484,26 @@ class RedisReplayCache:
             self.stats.unsafe_reason = None
         self._refuse_if_unsafe()
 
-    async def _read_policy(self) -> str:
+    async def _primaries(self) -> list[Any]:
+        """The masters of a Redis Cluster client; ``[None]`` (the one server) for any other."""
+        get = getattr(self._client, "get_primaries", None)
+        if not callable(get):
+            return [None]
+        if not get():
+            await self._client.ping()  # a cluster client learns its nodes on first use
+        return list(get())
+
+    async def _read_policy(self, **on: Any) -> str:
         from redis.exceptions import ResponseError
 
         try:
-            reply = await self._client.config_get("maxmemory-policy")
+            reply = await self._client.config_get("maxmemory-policy", **on)
             policy = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
             if policy:
                 return policy.decode() if isinstance(policy, bytes) else str(policy)
         except ResponseError:  # CONFIG disabled or renamed (managed services): INFO says it too
             pass
-        memory = await self._client.info("memory")
+        memory = await self._client.info("memory", **on)
         return str(memory["maxmemory_policy"])
 
     def _apply_policy(self, policy: str) -> None:
