@@ -159,6 +159,7 @@ async def test_an_evicting_policy_is_refused_at_start(policy: str, caplog: pytes
         problem = await world.reject()
         assert (problem.code, problem.status) == ("replay-store-unsafe", 503)
         assert cache.stats.unsafe_refusals == 1 and cache.stats.policy == policy
+        assert cache.stats.unsafe_reason == f"policy: maxmemory-policy is {policy}"
         # The operator fixes the policy: the next periodic check lets requests through again.
         server.client().config_set("maxmemory-policy", "noeviction")
         clock.now += 1.0  # health_interval

@@ -513,6 +513,7 @@ class RedisReplayCache:
             return
         if not self.allow_eviction:
             self._unsafe_policy = policy
+            self.stats.unsafe_reason = f"policy: maxmemory-policy is {policy}"
             logger.error(
                 "Redis maxmemory-policy is %s: it can evict recorded proofs and let replays through. "
                 "Set maxmemory-policy noeviction, or pass allow_eviction=True to accept the risk", policy,
