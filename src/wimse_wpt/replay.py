@@ -181,14 +181,23 @@ class MemoryReplayCache:
 # run_id (a restart or a failover) and its evicted_keys counter. Work per call is bounded:
 # live entries are counted (ZCOUNT), and at most 8 expired ones are dropped per call (the
 # key's own TTL drops the rest), so no sender can make one call clear a whole set at once.
-# KEYS[1] the sender's set; ARGV[1] the replay key; ARGV[2] the TTL (ms); ARGV[3] the cap.
-# Returns {1 recorded | 0 replay | -1 over the cap, run_id, evicted_keys}.
+# KEYS[1] the sender's set; ARGV[1] the replay key; ARGV[2] the TTL (ms); ARGV[3] the cap;
+# ARGV[4] '1' to read evicted_keys (only while the policy evicts: under noeviction it cannot
+# rise, and a policy changed at run time is seen by the periodic check).
+# Returns {1 recorded | 0 replay | -1 over the cap, run_id, evicted_keys or -1 if not read}.
 _RECORD_SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
-local evicted = string.match(redis.call('INFO', 'stats'), 'evicted_keys:(%d+)') or '-1'
+local server = redis.call('INFO', 'server')
+local at = string.find(server, 'run_id:', 1, true)
+local run_id = at and string.sub(server, at + 7, at + 46) or ''
+local evicted = '-1'
+if ARGV[4] == '1' then
+  local stats = redis.call('INFO', 'stats')
+  at = string.find(stats, 'evicted_keys:', 1, true)
+  evicted = at and string.match(stats, '^%d+', at + 13) or '-1'
+end
 local set = KEYS[1]
 local score = redis.call('ZSCORE', set, ARGV[1])
 if score and tonumber(score) > now then return {0, run_id, evicted} end
@@ -359,7 +368,8 @@ class RedisReplayCache:
 
         from redis.exceptions import NoScriptError, RedisError
 
-        args = (set_key, member, ms, self.max_per_workload)
+        watch_evictions = "0" if self.stats.policy == "noeviction" else "1"
+        args = (set_key, member, ms, self.max_per_workload, watch_evictions)
         try:
             async with asyncio.timeout(self._timeout):
                 try:
@@ -408,7 +418,9 @@ class RedisReplayCache:
                 logger.warning("replay store run_id changed to %s; durable=True: no loss window", run_id[:8])
             if len(nodes) >= 64:
                 del nodes[next(iter(nodes))]
-            nodes[run_id] = evicted
+            nodes[run_id] = max(evicted, 0)
+        elif evicted < 0:  # not read this time (a noeviction store)
+            pass
         elif evicted > seen:
             self.stats.evicted_keys += evicted - seen
             nodes[run_id] = evicted
