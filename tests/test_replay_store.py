@@ -517,3 +517,15 @@ async def test_on_a_cluster_every_master_is_watched_and_each_check_is_one_slot(t
         assert True not in outcomes and outcomes["ReplayStoreUnsafe"] > 0
         assert cache.stats.losses.get("restart") == 1
         await client.aclose()
+
+
+async def test_the_verifier_answers_429_for_the_sender_over_its_redis_share() -> None:
+    with own_redis_server() as server:
+        cache = RedisReplayCache(server.url, prefix="t:", max_per_workload=1)
+        world = World(replay_cache=cache)
+        first = world.headers()
+        assert await outcome(world, first) == "accepted"
+        problem = await world.reject()
+        assert (problem.code, problem.status) == ("replay-quota-exceeded", 429)
+        assert await outcome(world, first) == "wpt-replayed"
+        await cache.aclose()
