@@ -120,7 +120,7 @@ class Scene:
         self.loop = asyncio.new_event_loop()
 
     def verifier(self, cls: type[Verifier] = Verifier) -> Verifier:
-        return cls({"example.com": self.issuer.jwks}, [ORIGIN], replay_cache=MemoryReplayCache(2_000_000))
+        return cls({"example.com": self.issuer.jwks}, [ORIGIN], replay_cache=MemoryReplayCache(2_000_000, max_per_workload=2_000_000))
 
     def proofs(self, count: int, wit: str | None = None, key: SigningKey | None = None) -> list[str]:
         return [mint_wpt(key or self.key, wit or self.wit, TARGET) for _ in range(count)]
@@ -230,12 +230,14 @@ def replay_memory() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for size in (100_000, 1_000_000):
         keys = [replay_key("wimse://example.com/bench", secrets.token_urlsafe(16)) for _ in range(size)]
+        # 100 senders, each within its default share (a tenth of the cache).
+        owners = [f"wimse://example.com/bench-{i % 100}" for i in range(100)]
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         cache = MemoryReplayCache(maxsize=size)
-        for key in keys:
-            cache.check_and_record_sync(key, 300.0)
+        for i, key in enumerate(keys):
+            cache.check_and_record_sync(key, 300.0, owners[i % 100])
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         # The rate in a separate pass: tracemalloc slows every allocation.
@@ -243,8 +245,8 @@ def replay_memory() -> dict[str, Any]:
         gc.collect()
         timed_cache = MemoryReplayCache(maxsize=size)
         start = time.perf_counter()
-        for key in keys:
-            timed_cache.check_and_record_sync(key, 300.0)
+        for i, key in enumerate(keys):
+            timed_cache.check_and_record_sync(key, 300.0, owners[i % 100])
         elapsed = time.perf_counter() - start
         del timed_cache
         # The keys exist before the cache does; the entry's share of them is its 32-byte
@@ -257,8 +259,8 @@ def replay_memory() -> dict[str, Any]:
 
 def replay_redis(url: str) -> dict[str, float]:
     loop = asyncio.new_event_loop()
-    redis_cache = RedisReplayCache(url, prefix=f"wimse-wpt-bench:{secrets.token_hex(4)}:")
-    memory = MemoryReplayCache(2_000_000)
+    redis_cache = RedisReplayCache(url, prefix=f"wimse-wpt-bench:{secrets.token_hex(4)}:", max_per_workload=10_000_000)
+    memory = MemoryReplayCache(2_000_000, max_per_workload=2_000_000)
 
     def batch(cache: Any) -> Callable[[int], Callable[[], None]]:
         def make(_: int) -> Callable[[], None]:
@@ -266,7 +268,7 @@ def replay_redis(url: str) -> dict[str, float]:
 
             async def run() -> None:
                 for key in keys:
-                    await cache.check_and_record(key, 60.0)
+                    await cache.check_and_record(key, 60.0, "wimse://example.com/bench")
 
             return lambda: loop.run_until_complete(run())
 
