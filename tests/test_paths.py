@@ -18,7 +18,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.types import Receive, Scope, Send
 
-from wimse_wpt import mint_wpt
 from wimse_wpt.middleware import RouteRule, WPTMiddleware
 from wimse_wpt.paths import PathPattern, PathPolicy, canonical_path, route_path
 from wimse_wpt.problems import Reject
@@ -26,6 +25,7 @@ from wimse_wpt.verifier import request_path
 
 from .conftest import NOW, ORIGIN, World
 
+STRICT = PathPolicy()
 NORMALIZE = PathPolicy(normalize=True, merge_slashes=True, escaped_slashes="unescape")
 OPS = "wimse://example.com/ops/reader"
 OTHER = "wimse://example.com/billing/api"
@@ -80,7 +80,7 @@ def scope_for(raw: str, root_path: str = "", with_raw_path: bool = True, server_
     return scope
 
 
-def judged(raw: str, policy: PathPolicy = PathPolicy(), **shape: Any) -> str | None:
+def judged(raw: str, policy: PathPolicy = STRICT, **shape: Any) -> str | None:
     try:
         return canonical_path(scope_for(raw, **shape), policy).route
     except Reject as reject:
@@ -224,7 +224,7 @@ async def call(app: Any, scope: Scope) -> tuple[int, str]:
 class Guarded:
     """The issue's two set-ups in one app: an excluded public tree, an allow-listed secret one."""
 
-    def __init__(self, policy: PathPolicy = PathPolicy(), **rules: Any) -> None:
+    def __init__(self, policy: PathPolicy = STRICT, **rules: Any) -> None:
         self.world = World()
         self.app = Recorder()
         self.middleware = WPTMiddleware(
