@@ -49,7 +49,16 @@ ESCAPES = [
     "pub/..%2F..%2Fstatic%2Fsecret/x", "pub/%2%65%2e/secret/x", "pub/..%20/secret/x", "pub/%2e%2e%20/secret/x",
     "pub/..%09/secret/x", "pub/../secret/x?a=1", "pub/../secret/x#frag", "pub/..%3Bsecret/x", "pub/../SECRET/x",
     "./secret/x", "/secret/x", "%2Fsecret/x", "%2fsecret/x", "pub/../secret//x", "pub%2F..%2Fsecret%2Fx",
-    ".%2Fsecret/x", "pub/..%252Fsecret/x", "pub/%u002e%u002e/secret/x",
+    ".%2Fsecret/x", "pub/..%252Fsecret/x", "pub/%u002e%u002e/secret/x", "secret./x", "secret%20/x", "secret;/x",
+    "secret%3B/x", "%C5%BFecret/x", "s%65cret/x/", "pub/%2e%2e%2f%2e%2e%2fstatic/secret/x", "pub/%252e%252e%252fsecret/x",
+]
+#: Whole request targets that play with the prefix before the app (root_path, a Mount) or the
+#: request-target form itself.
+TARGET_TRICKS = [
+    "/api/../api/static/secret/x", "/api//static/secret/x", "/api/./static/secret/x", "/%61pi/static/pub/../secret/x",
+    "/api%2Fstatic/pub/../secret/x", "/apistatic/pub/../secret/x", "/api/static/pub/..%2f..%2f..%2fapi/static/secret/x",
+    "/../static/secret/x", "/static/pub/../../api/static/secret/x", "//static/secret/x", "/./static/secret/x",
+    "/api/static/pub/%2e%2e/secret/x", "/static/pub/%2e%2e/secret/x",
 ]
 
 
@@ -151,9 +160,12 @@ class Deployment:
             with serve(self.app, port=self.port, root_path=self.root_path):
                 yield self
 
-    def get(self, path: str, who: str | None = None, aud_path: str | None = None) -> tuple[int, dict[str, str], bytes]:
-        """GET ``path`` (the app's own path, spelled as given) on a raw socket."""
-        target = self.client_prefix + path
+    def get(
+        self, path: str, who: str | None = None, aud_path: str | None = None, raw_target: bool = False
+    ) -> tuple[int, dict[str, str], bytes]:
+        """GET ``path`` (the app's own path, spelled as given; the whole request target if
+        ``raw_target``) on a raw socket."""
+        target = path if raw_target else self.client_prefix + path
         headers = {"Host": f"127.0.0.1:{self.port}", "Connection": "close"}
         if who is not None:
             aud = self.origin + self.aud_prefix + (aud_path or path).partition("?")[0].partition("#")[0]
@@ -207,6 +219,18 @@ def test_no_spelling_opens_the_secret_through_the_exclusion(deployment: Deployme
     # Refused as ambiguous, judged as the protected file it names, or refused by the server itself.
     allowed = {"path-ambiguous", "wit-missing", "400 other", "404 other"}
     assert {s: c for s, c in outcomes.items() if c not in allowed} == {}
+    if deployment_policy(deployment) == "strict":  # and by default, every escape is refused as such
+        assert {s: c for s, c in outcomes.items() if s.startswith("pub") and c != "path-ambiguous"} == {}
+
+
+def test_no_prefix_trick_opens_the_secret(deployment: Deployment) -> None:
+    origin = deployment.origin
+    targets = TARGET_TRICKS + [origin + "/static/pub/../secret/x", origin + "/api/static/pub/../secret/x",
+                               origin + "/static/secret/x", origin + "/api/static/secret/x"]  # absolute form
+    outcomes = {t: code(*deployment.get(t, raw_target=True)) for t in targets}
+    assert {t: c for t, c in outcomes.items() if "secret" in c} == {}
+    allowed = {"path-ambiguous", "wit-missing", "400 other", "404 other"}
+    assert {t: c for t, c in outcomes.items() if c not in allowed} == {}
 
 
 def test_no_spelling_escapes_the_allow_list(deployment: Deployment) -> None:

@@ -42,7 +42,7 @@ AMBIGUOUS = [
     "/static/pub/%C0%AE%C0%AE/secret/x", "/static/pub/%E0%80%AE%E0%80%AE/secret/x",
     "/static/pub/%EF%BC%8E%EF%BC%8E/secret/x", "/static/pub/..%EF%BC%8Fsecret/x",
     "/static/pub/%EF%BC%85%EF%BC%92%EF%BD%85/x", "/static/pub/%2e%2e%5c%2e%2e%5csecret/x",
-    "/static/pub/..%20/secret/x", "/static/pub/.%20/x", "/files//secret/x", "/files/./secret/x",
+    "/static/pub/..%20/secret/x", "/static/pub/.%20/x", "/static/pub/..%09/secret/x", "/files//secret/x", "/files/./secret/x",
     "/files/%2Fsecret/x", "/files/%2fsecret/x", "/files/pub/../secret/x", "/files/secret/x/.",
     "/files/secret/x/..", "/static/pub/%2%65%2e/x", "/static/pub/%zz", "/static/pub/%e9", "/static/pub/%",
     "//static/pub/x", "/static/pub/x%2F..%2F..%2Fsecret%2Fx",

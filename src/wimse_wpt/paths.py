@@ -121,9 +121,9 @@ def route_path(path: str, root_path: str) -> str:
 
 
 def _dot_like(segment: str) -> bool:
-    """``.``, ``..`` and what some server reads as them: ``...``, ``..;params``, ``.. ``."""
+    """``.``, ``..`` and what some server reads as them: ``...``, ``..;params``, ``.. ``, ``..<TAB>``."""
     core = segment.partition(";")[0]
-    return core[:1] == "." and not core.strip(". ")
+    return core[:1] == "." and not core.strip(". \t\r\n\x0b\x0c")
 
 
 def has_dot_segment(path: str) -> bool:
