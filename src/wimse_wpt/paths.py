@@ -182,20 +182,42 @@ def canonical_path(scope: Scope, policy: PathPolicy) -> RequestPath:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     raw = scope.get("raw_path")
-    if raw:
-        wire_bytes = raw.partition(b"?")[0]  # some servers leave the query in raw_path
-        if not wire_bytes.isascii():
-            raise Reject("path-ambiguous", _AMBIGUOUS)
-        wire = wire_bytes.decode("ascii")
-        if _clean(wire):
-            if wire != path:  # a layer changed one view and not the other: which one is served?
-                raise Reject("path-ambiguous", _AMBIGUOUS)
-            return RequestPath(route_path(path, root) or "/", wire)
-    elif _clean(path):
-        return RequestPath(route_path(path, root) or "/", quote(path, safe="/" + _SAFE))
-    else:
-        wire = None
-    return _judge(path, root, wire, policy)
+    if not raw:
+        if _clean(path):
+            return RequestPath(route_path(path, root) or "/", quote(path, safe="/" + _SAFE))
+        return _judge(path, root, None, policy)
+    wire_bytes = raw.partition(b"?")[0]  # some servers leave the query in raw_path
+    if not wire_bytes.isascii():
+        raise Reject("path-ambiguous", _AMBIGUOUS)
+    wire = wire_bytes.decode("ascii")
+    if _clean(wire) and wire == path:
+        return RequestPath(route_path(path, root) or "/", wire)
+    try:
+        return _judge(path, root, wire, policy)
+    except _Disagree:
+        pass
+    # A router that moved a prefix from path into root_path (and left raw_path whole) hands
+    # path = the rest: judge the rest of raw_path against it, and keep the prefix in aud.
+    prefix, rest = _root_in_wire(wire, root)
+    where = _judge(path, root, rest, policy)
+    rewritten = where.rewritten and (where.rewritten[0], prefix.encode("ascii") + where.rewritten[1])
+    return RequestPath(where.route, prefix + where.target, rewritten)
+
+
+class _Disagree(Reject):
+    """``path`` is not the decoded ``raw_path``."""
+
+    def __init__(self) -> None:
+        super().__init__("path-ambiguous", _AMBIGUOUS)
+
+
+def _root_in_wire(wire: str, root: str) -> tuple[str, str]:
+    """``wire`` split into the segments that spell ``root_path`` and the rest, or ambiguous."""
+    n = root.count("/") + 1
+    parts = wire.split("/", n)
+    if not root or root.endswith("/") or len(parts) <= n or "/".join(_decode(p) for p in parts[:n]) != root:
+        raise Reject("path-ambiguous", _AMBIGUOUS)  # a layer changed one view and not the other
+    return "/".join(parts[:n]), "/" + parts[n]
 
 
 def _judge(path: str, root: str, wire: str | None, policy: PathPolicy) -> RequestPath:
@@ -213,7 +235,7 @@ def _judge(path: str, root: str, wire: str | None, policy: PathPolicy) -> Reques
         decoded = [_decode(s) for s in wires]
         seen = "/".join(decoded)
         if seen != (path.replace("\\", "/") if unescape else path):
-            raise Reject("path-ambiguous", _AMBIGUOUS)
+            raise _Disagree()
     if not seen.startswith("/"):  # asterisk or absolute form: nothing a route rule could name
         raise Reject("path-ambiguous", _AMBIGUOUS)
     for segment in decoded:
