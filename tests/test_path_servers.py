@@ -67,6 +67,7 @@ def tree(root: Path) -> Path:
     (root / "secret").mkdir()
     (root / "pub" / "x").write_bytes(PUBLIC)
     (root / "secret" / "x").write_bytes(SECRET)
+    (root / "report").write_bytes(SECRET)
     return root
 
 
@@ -90,7 +91,7 @@ def protected(directory: Path, verifier: Verifier, policy: PathPolicy) -> WPTMid
         app,
         verifier,
         exclude=["/static/pub/*"],
-        routes=[RouteRule("/files/secret/*", allow=ops), RouteRule("/admin/*", allow=ops)],
+        routes=[RouteRule("/files/secret/*", allow=ops), RouteRule("/admin/*", allow=ops), RouteRule("/files/report", allow=ops)],
         path_policy=policy,
     )
 
@@ -207,6 +208,11 @@ def test_the_controls_prove_the_set_up(deployment: Deployment) -> None:
     assert code(*deployment.get("/files/secret/x", OPS)) == "200 secret"
     assert code(*deployment.get("/files/secret/x", OTHER)) == "workload-forbidden"
     assert code(*deployment.get("/files/pub/x", OTHER)) == "200 public"
+    assert code(*deployment.get("/files/report", OPS)) == "200 secret"
+    # StaticFiles serves "report/" as "report": an exact rule holds for both spellings.
+    assert code(*deployment.get("/files/report/", OPS)) == "200 secret"
+    assert code(*deployment.get("/files/report", OTHER)) == "workload-forbidden"
+    assert code(*deployment.get("/files/report/", OTHER)) == "workload-forbidden"
     for path in ["/admin", "/admin/users"]:  # issue 13 defect 2: the router's index route too
         assert code(*deployment.get(path, OTHER)) == "workload-forbidden", path
         assert deployment.get(path, OPS)[0] == 200, path

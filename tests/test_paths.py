@@ -308,6 +308,8 @@ async def test_exact_patterns_stay_exact() -> None:
     for raw in ["/healthzX", "/healthz/x", "/healthz/"]:
         assert await guarded.request(raw) == (400, "wit-missing"), raw
     assert await guarded.request("/a", OTHER) == (403, "workload-forbidden")
+    assert await guarded.request("/a/", OTHER) == (403, "workload-forbidden")  # served as "/a" by StaticFiles
+    assert await guarded.request("/a/", OPS) == (200, "served")
     assert await guarded.request("/ab", OTHER) == (200, "served")
     assert await guarded.request("/a/b", OTHER) == (200, "served")
 

@@ -254,13 +254,28 @@ class WPTMiddleware:
             method=scope.get("method", "GET"),
             audiences=rule.audiences,
         )
-        if rule.allow and not any(p.matches(workload.identifier) for p in rule.allow):
-            raise VerificationError(self._forbidden, workload.identifier)
+        for allow in self._allow_lists(where.route, rule):
+            if not any(p.matches(workload.identifier) for p in allow):
+                raise VerificationError(self._forbidden, workload.identifier)
         return workload
 
+    def _allow_lists(self, path: str, rule: _Rule) -> list[tuple[IdentifierPattern, ...]]:
+        """The allow-lists a workload must pass at ``path``. StaticFiles (and any handler that
+        normalises) serves ``/x/`` as ``/x``: a trailing-slash path must pass the rule of both."""
+        lists = [rule.allow] if rule.allow else []
+        if len(path) > 1 and path.endswith("/"):
+            twin = self._rule(path[:-1])
+            if twin.allow and twin is not rule:
+                lists.append(twin.allow)
+        return lists
+
     def _excluded(self, path: str) -> bool:
+        if not any(p.matches(path) for p in self._exclude):
+            return False
+        if len(path) > 1 and path.endswith("/") and not any(p.matches(path[:-1]) for p in self._exclude):
+            return False  # "/x/" is served as "/x" by StaticFiles: open only if "/x" is open too
         # Never open a path that still holds a dot segment, whatever the policy let through.
-        return any(p.matches(path) for p in self._exclude) and not has_dot_segment(path)
+        return not has_dot_segment(path)
 
     def _rule(self, path: str) -> _Rule:
         rule = self._exact.get(path)
