@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.types import Receive, Scope, Send
 
@@ -238,6 +238,7 @@ class Guarded:
             exclude=["/static/pub/*", "/healthz"],
             routes=[
                 RouteRule("/static/secret/*", allow=["wimse://example.com/ops/*"]),
+                RouteRule("/static/x", allow=["wimse://example.com/ops/*"]),  # one file, exactly
                 RouteRule("/admin/*", allow=["wimse://example.com/ops/*"]),
                 RouteRule("/a", allow=["wimse://example.com/ops/*"]),
                 RouteRule("/apiadmin", allow=["wimse://example.com/ops/*"]),
@@ -356,7 +357,7 @@ def expected(file: str | None) -> tuple[str, str]:
     """(no credentials, a workload outside the allow-list) for the file that would be served."""
     if file is not None and (file == "pub" or file.startswith("pub/")):
         return "served", "served"
-    if file is not None and (file == "secret" or file.startswith("secret/")):
+    if file is not None and (file == "secret" or file.startswith("secret/") or file == "x"):
         return "wit-missing", "workload-forbidden"
     return "wit-missing", "served"
 
@@ -393,6 +394,11 @@ def test_decisions_follow_what_static_files_serves(policy: PathPolicy, shape: di
     import asyncio
 
     @given(segments)
+    @example(["x", ""])  # served as "x": the exact rule applies
+    @example(["pub", "..", "secret", "x"])
+    @example(["pub", "%2e%2e", "secret", "x"])
+    @example(["", "secret", "x"])
+    @example(["pub", "..%2f", "x"])
     def check(parts: list[str]) -> None:
         asyncio.run(check_decisions(policy, parts, shape))
 
