@@ -21,7 +21,6 @@ from starlette.types import Receive, Scope, Send
 from wimse_wpt.middleware import RouteRule, WPTMiddleware
 from wimse_wpt.paths import PathPattern, PathPolicy, canonical_path, route_path
 from wimse_wpt.problems import Reject
-from wimse_wpt.verifier import request_path
 
 from .conftest import NOW, ORIGIN, World
 
@@ -81,6 +80,13 @@ def scope_for(
     if with_raw_path:
         scope["raw_path"] = full.encode("latin-1")
     return scope
+
+
+def addressed(path: str, root_path: str) -> str:
+    """The path as the client addressed it: root_path in front unless the server put it there."""
+    if root_path and not (path == root_path or path.startswith(root_path.rstrip("/") + "/")):
+        return root_path.rstrip("/") + path
+    return path
 
 
 def judged(raw: str, policy: PathPolicy = STRICT, **shape: Any) -> str | None:
@@ -254,7 +260,7 @@ class Guarded:
         scope = scope_for(raw, **shape)
         if who is not None:
             sent = scope["raw_path"].decode() if "raw_path" in scope else raw
-            aud = ORIGIN + request_path(aud_path or sent, shape.get("root_path", ""))
+            aud = ORIGIN + addressed(aud_path or sent, shape.get("root_path", ""))
             wit = self.wits[who]
             scope["headers"] = self.world.headers(self.world.wpt(aud=aud, wit=wit), wit)
         return await call(self.middleware, scope)
