@@ -412,3 +412,11 @@ def test_an_unexpected_exception_is_an_internal_error_problem(caplog: pytest.Log
     assert records[0].exc_info is None  # the traceback is in the line, without exception messages
     for part in wit.split(".") + proof.split("."):
         assert part not in caplog.text and part not in response.text
+
+
+def test_an_ambiguous_websocket_path_is_refused_before_the_handshake(service: Service) -> None:
+    url = f"ws://127.0.0.1:{service.port}/public/%2e%2e/ws"  # "/public/*" is excluded; "/ws" is not
+    with pytest.raises(InvalidStatus) as refused:
+        websockets.sync.client.connect(url).close()
+    assert refused.value.response.status_code == 400
+    assert json.loads(refused.value.response.body)["code"] == "path-ambiguous"
