@@ -14,14 +14,14 @@ import logging
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .identifiers import IdentifierPattern
-from .paths import PathPattern, PathPolicy, RequestPath, canonical_path, has_dot_segment, route_path
+from .paths import PathPattern, PathPolicy, canonical_path, has_dot_segment, route_path
 from .problems import Kind, Problem, Profile, Reject, VerificationError
 from .verifier import AUTHORIZATION, WIT_HEADER, WPT_HEADER, VerifiedWorkload, Verifier
 
@@ -74,16 +74,14 @@ class _Rule:
 
 
 #: The scope key under which the middleware leaves what the FastAPI dependencies need to refuse
-#: exactly as it would: the profile and the canonical path.
+#: exactly as it would (one object per middleware, built once).
 SCOPE_KEY = "wimse_wpt"
 
 
-@dataclass(frozen=True, slots=True)
-class Judged:
-    """What the middleware decided about a request's shape, for refusals made later in the app."""
+class Judged(NamedTuple):
+    """What refusals made later in the app need from the middleware that let the request in."""
 
     profile: Profile
-    path: str
 
 
 def render_problem(problem: Problem) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -111,9 +109,8 @@ class ProblemResponse(Response):
 
 def log_rejection(scope: Scope, problem: Problem, identifier: str | None, path: str | None = None) -> None:
     """One line per refusal: the code, and the workload when known. Never a token."""
-    if path is None:
-        judged = scope.get(SCOPE_KEY)
-        path = judged.path if isinstance(judged, Judged) else route_path(scope.get("path", ""), scope.get("root_path", ""))
+    if path is None:  # behind the middleware, the scope's path is the canonical one
+        path = route_path(scope.get("path", ""), scope.get("root_path", "")) or "/"
     logger.log(
         logging.WARNING if problem.kind is Kind.UNAVAILABLE else logging.INFO,
         "wpt rejected code=%s status=%d workload=%s method=%s path=%r",
@@ -187,7 +184,12 @@ class WPTMiddleware:
         self.app = app
         self.verifier = verifier
         self._paths = path_policy
-        self._exclude = tuple(PathPattern.parse(p) for p in ([exclude] if isinstance(exclude, str) else exclude))
+        excluded = [PathPattern.parse(p) for p in ([exclude] if isinstance(exclude, str) else exclude)]
+        # "/x/*" opens "/x" too; str.startswith takes the tuple of prefixes in one call.
+        self._open_exact = frozenset(
+            [p.base for p in excluded if not p.prefix] + [p.base[:-1] for p in excluded if p.prefix and p.base.endswith("/")]
+        )
+        self._open_prefixes = tuple(p.base for p in excluded if p.prefix)
         default_allow = tuple(IdentifierPattern(p) for p in ([allow] if isinstance(allow, str) else allow))
         self._default = _Rule(default_allow, frozenset())
         rules: list[tuple[PathPattern, _Rule]] = []
@@ -197,9 +199,12 @@ class WPTMiddleware:
             rules.append((pattern, _Rule(allowed, frozenset(verifier.check_audiences(route.audiences)))))
         # Longest first, exact before prefix of the same length: the most specific rule wins.
         rules.sort(key=lambda r: (len(r[0].base), not r[0].prefix), reverse=True)
-        self._exact = {p.base: rule for p, rule in rules if not p.prefix}
-        self._prefixes = tuple((p, rule) for p, rule in rules if p.prefix)
+        # Exact rules, then each "/x/*" rule for "/x" itself unless "/x" has an exact rule.
+        self._exact = {p.base[:-1]: rule for p, rule in rules if p.prefix and p.base.endswith("/")}
+        self._exact.update({p.base: rule for p, rule in rules if not p.prefix})
+        self._prefixes = tuple((p.base, rule) for p, rule in rules if p.prefix)
         profile = verifier.profile
+        self._judged = Judged(profile)
         self._forbidden = Problem.of("workload-forbidden", "This workload is not allowed to call this route.", profile)
         self._internal = Problem.of("internal-error", "The request could not be verified.", profile)
         strip = {WIT_HEADER, WPT_HEADER if profile == "wpt-01" else AUTHORIZATION}
@@ -209,12 +214,12 @@ class WPTMiddleware:
         if scope["type"] not in ("http", "websocket"):  # lifespan passes through
             await self.app(scope, receive, send)
             return
-        profile = self.verifier.profile
         try:
             where = canonical_path(scope, self._paths)
         except Reject as reject:  # refused before any exclusion or rule could apply
             seen = route_path(scope.get("path", ""), scope.get("root_path", ""))
-            await self._refuse(scope, receive, send, Problem.of(reject.code, reject.detail, profile), None, seen)
+            problem = Problem.of(reject.code, reject.detail, self._judged.profile)
+            await self._refuse(scope, receive, send, problem, None, seen)
             return
         except Exception as exc:
             seen = route_path(scope.get("path", ""), scope.get("root_path", ""))
@@ -224,19 +229,29 @@ class WPTMiddleware:
         scope = dict(scope)
         if where.rewritten is not None:  # the app serves the normalised path the rules judged
             scope["path"], scope["raw_path"] = where.rewritten
-        scope[SCOPE_KEY] = Judged(profile, where.route)
-        if self._excluded(where.route):
+        scope[SCOPE_KEY] = self._judged
+        path = where.route
+        if self._excluded(path):
             scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
             await self.app(scope, receive, send)
             return
         try:
-            workload = await self._verify(scope, where)
+            rule = self._rule(path)
+            workload = await self.verifier.verify(
+                scope["headers"],
+                path=where.target,
+                root_path=scope.get("root_path", ""),
+                method=scope.get("method", "GET"),
+                audiences=rule.audiences,
+            )
+            if not self._allowed(workload.identifier, path, rule):
+                raise VerificationError(self._forbidden, workload.identifier)
         except VerificationError as error:
-            await self._refuse(scope, receive, send, error.problem, error.identifier, where.route)
+            await self._refuse(scope, receive, send, error.problem, error.identifier, path)
             return
         except Exception as exc:  # no input should get here; the server must never see it
-            log_internal_error(scope, exc, where.route)
-            await self._refuse(scope, receive, send, self._internal, None, where.route, logged=True)
+            log_internal_error(scope, exc, path)
+            await self._refuse(scope, receive, send, self._internal, None, path, logged=True)
             return
         if self._strip:
             scope["headers"] = [h for h in scope["headers"] if h[0] not in self._strip]
@@ -245,34 +260,22 @@ class WPTMiddleware:
         scope["auth"] = AuthCredentials(AUTH_SCOPES)  # it makes its own list
         await self.app(scope, receive, send)
 
-    async def _verify(self, scope: Scope, where: RequestPath) -> VerifiedWorkload:
-        rule = self._rule(where.route)
-        workload = await self.verifier.verify(
-            scope["headers"],
-            path=where.target,
-            root_path=scope.get("root_path", ""),
-            method=scope.get("method", "GET"),
-            audiences=rule.audiences,
-        )
-        for allow in self._allow_lists(where.route, rule):
-            if not any(p.matches(workload.identifier) for p in allow):
-                raise VerificationError(self._forbidden, workload.identifier)
-        return workload
-
-    def _allow_lists(self, path: str, rule: _Rule) -> list[tuple[IdentifierPattern, ...]]:
-        """The allow-lists a workload must pass at ``path``. StaticFiles (and any handler that
-        normalises) serves ``/x/`` as ``/x``: a trailing-slash path must pass the rule of both."""
-        lists = [rule.allow] if rule.allow else []
-        if len(path) > 1 and path.endswith("/"):
+    def _allowed(self, identifier: str, path: str, rule: _Rule) -> bool:
+        if rule.allow and not any(p.matches(identifier) for p in rule.allow):
+            return False
+        if len(path) > 1 and path[-1] == "/":
+            # StaticFiles (and any handler that normalises) serves "/x/" as "/x": pass both rules.
             twin = self._rule(path[:-1])
-            if twin.allow and twin is not rule:
-                lists.append(twin.allow)
-        return lists
+            return not twin.allow or any(p.matches(identifier) for p in twin.allow)
+        return True
+
+    def _is_open(self, path: str) -> bool:
+        return path in self._open_exact or path.startswith(self._open_prefixes)
 
     def _excluded(self, path: str) -> bool:
-        if not any(p.matches(path) for p in self._exclude):
+        if not self._is_open(path):
             return False
-        if len(path) > 1 and path.endswith("/") and not any(p.matches(path[:-1]) for p in self._exclude):
+        if len(path) > 1 and path[-1] == "/" and not self._is_open(path[:-1]):
             return False  # "/x/" is served as "/x" by StaticFiles: open only if "/x" is open too
         # Never open a path that still holds a dot segment, whatever the policy let through.
         return not has_dot_segment(path)
@@ -281,8 +284,8 @@ class WPTMiddleware:
         rule = self._exact.get(path)
         if rule is not None:
             return rule
-        for pattern, candidate in self._prefixes:
-            if pattern.matches(path):
+        for prefix, candidate in self._prefixes:
+            if path.startswith(prefix):
                 return candidate
         return self._default
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import quote
 
 from starlette.types import Scope
@@ -69,9 +69,8 @@ class PathPolicy:
         return not (self.normalize or self.merge_slashes or self.escaped_slashes == "unescape")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestPath:
-    """One request's path, as every decision reads it."""
+class RequestPath(NamedTuple):
+    """One request's path, as every decision reads it (a tuple: built once per request)."""
 
     #: What exclusions, route rules and log lines judge: decoded, ``root_path`` removed as
     #: Starlette's router removes it, ``/`` for the root.
@@ -190,8 +189,8 @@ def canonical_path(scope: Scope, policy: PathPolicy) -> RequestPath:
     if not wire_bytes.isascii():
         raise Reject("path-ambiguous", _AMBIGUOUS)
     wire = wire_bytes.decode("ascii")
-    if _clean(wire) and wire == path:
-        return RequestPath(route_path(path, root) or "/", wire)
+    if wire == path and _clean(wire):  # the common case: a few substring scans
+        return RequestPath((route_path(path, root) if root else path) or "/", wire)
     try:
         return _judge(path, root, wire, policy)
     except _Disagree:
