@@ -21,7 +21,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.exceptions import InvalidStatus
 
-from wimse_wpt import DevIssuer, SigningKey, Verifier, WPTAuth, mint_wpt
+from wimse_wpt import DevIssuer, SigningKey, StaticKeys, TrustAnchors, Verifier, WPTAuth, mint_wpt
 from wimse_wpt.fastapi import Workload, install, problem_handler, require_workload
 from wimse_wpt.middleware import RouteRule, WPTMiddleware, verified_workload
 from wimse_wpt.problems import VerificationError
@@ -420,3 +420,41 @@ def test_an_ambiguous_websocket_path_is_refused_before_the_handshake(service: Se
         websockets.sync.client.connect(url).close()
     assert refused.value.response.status_code == 400
     assert json.loads(refused.value.response.body)["code"] == "path-ambiguous"
+
+
+class GenerationFails:
+    """A custom key source (the KeySource protocol) with a bug: asking its generation raises."""
+
+    def __init__(self, jwks: dict[str, Any]) -> None:
+        self._keys = StaticKeys(jwks)
+        self.broken = False
+
+    @property
+    def generation(self) -> int:
+        if self.broken:
+            raise ZeroDivisionError("a bug in user code")
+        return 1
+
+    async def keys(self) -> Any:
+        return await self._keys.keys()
+
+    async def refresh(self) -> Any:
+        return await self._keys.refresh()
+
+
+def test_a_broken_key_source_is_an_internal_error_not_a_server_crash(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    issuer = DevIssuer("example.com")
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    source = GenerationFails(issuer.jwks)
+    verifier = Verifier(TrustAnchors({"example.com": source}), [origin])
+    source.broken = True
+    app = WPTMiddleware(Starlette(routes=[StarletteRoute("/path", who)]), verifier)
+    key = SigningKey.generate("ES256")
+    with serve(app, port=port), httpx.Client(base_url=origin, auth=WPTAuth(key, issuer.issue_wit(IDENTIFIER, key))) as client:
+        response = client.get("/path")
+    assert_problem(response, 500, "internal-error")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["wimse_wpt"]  # ours, and nothing from the server
+    assert "builtins.ZeroDivisionError" in errors[0].getMessage() and "a bug in user code" not in caplog.text
