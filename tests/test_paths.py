@@ -125,6 +125,7 @@ def test_without_raw_path_the_decoded_path_is_judged() -> None:
     assert judged("/files/a%2Fb", with_raw_path=False) == "/files/a/b"
     assert judged("/static/pub/%2e%2e/secret/x", with_raw_path=False) is None
     assert judged("/static/pub/%252e%252e/x", with_raw_path=False) is None
+    assert judged("/static/pub/x%00", with_raw_path=False) is None  # a NUL the server decoded
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -132,7 +132,9 @@ def has_dot_segment(path: str) -> bool:
 
 def _clean(path: str) -> bool:
     """The common case, checked with a few substring scans: nothing that could be ambiguous."""
-    return path.isascii() and "%" not in path and "//" not in path and "/." not in path and "\\" not in path
+    return (
+        path.isascii() and "%" not in path and "//" not in path and "/." not in path and "\\" not in path and "\x00" not in path
+    )
 
 
 def _decode(segment: str) -> str:
