@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cachetools import TLRUCache, TTLCache
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +39,7 @@ from wimse_wpt import (  # noqa: E402
     VerificationError,
     Verifier,
     mint_wpt,
+    tokens,  # noqa: E402
 )
 from wimse_wpt.replay import replay_key  # noqa: E402
 
@@ -88,13 +90,17 @@ def timed(run: Callable[[], None], count: int) -> float:
 
 
 def side_by_side(a: Callable[[int], Callable[[], None]], b: Callable[[int], Callable[[], None]]) -> dict[str, float]:
-    """Interleave batches of a and b; medians of each and of the per-pair ratio a/b."""
+    """Interleave batches of a and b (alternating which goes first); medians of each and of the
+    per-pair ratio a/b."""
     times_a, times_b, ratios = [], [], []
     gc.disable()
     try:
         for repeat in range(REPEATS + 1):
             run_a, run_b = a(repeat), b(repeat)  # preparation is not timed
-            ta, tb = timed(run_a, BATCH), timed(run_b, BATCH)
+            if repeat % 2:  # each side goes first half of the time: no first-mover bias
+                ta, tb = timed(run_a, BATCH), timed(run_b, BATCH)
+            else:
+                tb, ta = timed(run_b, BATCH), timed(run_a, BATCH)
             if repeat == 0:
                 continue  # warm-up
             times_a.append(ta)
@@ -277,14 +283,179 @@ def replay_redis(url: str) -> dict[str, float]:
     return {"redis_us": result["us"], "memory_us": result["baseline_us"], "ratio": result["ratio"]}
 
 
-def run_all(redis_url: str | None) -> dict[str, Any]:
+def ed25519_backends() -> dict[str, Any]:
+    """The package's Ed25519 check (libsodium when PyNaCl imports) against one raw cryptography
+    verify of the same signatures: the floor the steady figures are measured against."""
+    private = ed25519.Ed25519PrivateKey.generate()
+    public = private.public_key()
+    check = tokens._eddsa(public)
+    messages = [secrets.token_bytes(400) for _ in range(BATCH)]
+    pairs = [(m, private.sign(m)) for m in messages]
+
+    def ours(_: int) -> Callable[[], None]:
+        return lambda: [check(m, sig) for m, sig in pairs] and None  # type: ignore[func-returns-value]
+
+    def raw(_: int) -> Callable[[], None]:
+        return lambda: [public.verify(sig, m) for m, sig in pairs] and None  # type: ignore[func-returns-value]
+
+    return {"backend": tokens.ED25519_BACKEND, **side_by_side(ours, raw)}
+
+
+# --- the replay cache: what cachetools offers, side by side ----------------------------------
+#
+# Each variant answers "first time?" for a key with a TTL and refuses when full of live entries,
+# as MemoryReplayCache does. Only the bookkeeping differs.
+
+
+class _Full(Exception):
+    pass
+
+
+def _tlru_value_ttl(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
+    """TLRUCache storing the TTL as the value; ttu adds it to now (MemoryReplayCache today)."""
+    entries: TLRUCache[bytes, float] = TLRUCache(maxsize=maxsize, ttu=lambda _k, ttl, now: now + ttl, timer=timer)
+
+    def check(key: bytes, ttl: float) -> bool:
+        if key in entries:
+            return False
+        if len(entries) >= maxsize:
+            entries.expire()
+            if len(entries) >= maxsize:
+                raise _Full
+        entries[key] = ttl
+        return True
+
+    return check
+
+
+def _tlru_value_expiry(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
+    """TLRUCache storing the absolute expiry as the value, ttu returning it: one float an entry."""
+    entries: TLRUCache[bytes, float] = TLRUCache(maxsize=maxsize, ttu=lambda _k, expires, _now: expires, timer=timer)
+
+    def check(key: bytes, ttl: float) -> bool:
+        if key in entries:
+            return False
+        if len(entries) >= maxsize:
+            entries.expire()
+            if len(entries) >= maxsize:
+                raise _Full
+        entries[key] = timer() + ttl
+        return True
+
+    return check
+
+
+def _ttl_fixed(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
+    """TTLCache with one TTL for all (the longest a proof can need), value None. Correct only
+    with that bound known up front; entries then live the longest TTL, not their own."""
+    longest = 330.0
+    entries: TTLCache[bytes, None] = TTLCache(maxsize=maxsize, ttl=longest, timer=timer)
+
+    def check(key: bytes, ttl: float) -> bool:
+        if ttl > longest:
+            raise ValueError("ttl above the fixed bound")
+        if key in entries:
+            return False
+        if len(entries) >= maxsize:
+            entries.expire()
+            if len(entries) >= maxsize:
+                raise _Full
+        entries[key] = None
+        return True
+
+    return check
+
+
+REPLAY_VARIANTS: dict[str, Callable[[int, Callable[[], float]], Callable[[bytes, float], bool]]] = {
+    "tlru_value_ttl": _tlru_value_ttl,
+    "tlru_value_expiry": _tlru_value_expiry,
+    "ttl_fixed_value_none": _ttl_fixed,
+}
+
+
+def replay_alternatives() -> dict[str, Any]:
+    """Bytes per entry (tracemalloc, at 100k entries, the key's digest object included) and the
+    cost of one check-and-record: while filling, and at steady state (full, one entry expiring
+    per insert), each measured side by side against the current TLRUCache use."""
+    size = 20_000 if QUICK else 100_000
+    out: dict[str, Any] = {}
+    keys = [replay_key("wimse://example.com/bench", secrets.token_urlsafe(16)) for _ in range(size)]
+    for name, make in REPLAY_VARIANTS.items():
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        check = make(size, time.monotonic)
+        for key in keys:
+            check(key, 300.0 - (len(key) % 7))  # TTLs vary, as they do per proof
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del check
+        out[name] = {"bytes_per_entry": round((after - before) / size + sys.getsizeof(keys[0]))}
+    del keys
+
+    def filling(make: Callable[..., Callable[[bytes, float], bool]]) -> Callable[[int], Callable[[], None]]:
+        def prepare(_: int) -> Callable[[], None]:
+            check = make(2_000_000, time.monotonic)
+            batch = [replay_key("w", secrets.token_urlsafe(16)) for _ in range(BATCH * 10)]
+            return lambda: [check(k, 300.0) for k in batch] and None  # type: ignore[func-returns-value]
+
+        return prepare
+
+    def steady_state(make: Callable[..., Callable[[bytes, float], bool]]) -> Callable[[int], Callable[[], None]]:
+        # 10,000 live entries on a fake clock that moves one TTL-step per insert: each insert
+        # expires one. Room for 12,000, so the fixed-TTL variant (entries live 330 s) fits too.
+        def prepare(_: int) -> Callable[[], None]:
+            clock = [0.0]
+            live = 10_000
+            check = make(12_000, lambda: clock[0])
+            step = 300.0 / live
+            for _ in range(12_000):
+                check(secrets.token_bytes(32), 300.0)
+                clock[0] += step
+            batch = [replay_key("w", secrets.token_urlsafe(16)) for _ in range(BATCH * 10)]
+
+            def run() -> None:
+                for k in batch:
+                    clock[0] += step
+                    check(k, 300.0)
+
+            return run
+
+        return prepare
+
+    reference = REPLAY_VARIANTS["tlru_value_ttl"]
+    for name, make in REPLAY_VARIANTS.items():
+        fill = side_by_side(filling(make), filling(reference))
+        full = side_by_side(steady_state(make), steady_state(reference))
+        out[name].update(
+            insert_us=round(fill["us"] / 10, 2),
+            insert_vs_current=fill["ratio"],
+            steady_insert_us=round(full["us"] / 10, 2),
+            steady_insert_vs_current=full["ratio"],
+        )
+    return out
+
+
+SECTIONS = ("ed25519", "steady", "cold", "naive", "reject", "replay", "replay_alternatives", "replay_redis")
+
+
+def run_all(redis_url: str | None, only: frozenset[str] = frozenset(SECTIONS)) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    if "ed25519" in only:
+        results["ed25519_verify"] = ed25519_backends()
     for alg in ("Ed25519", "ES256"):
-        results[f"steady_{alg}"] = steady(alg)
-        results[f"cold_{alg}"] = cold(alg)
-        results[f"naive_{alg}"] = naive(alg)
-        results[f"reject_{alg}"] = rejection(alg)
-    results["replay_memory"] = replay_memory()
-    if redis_url:
+        if "steady" in only:
+            results[f"steady_{alg}"] = steady(alg)
+        if "cold" in only:
+            results[f"cold_{alg}"] = cold(alg)
+        if "naive" in only:
+            results[f"naive_{alg}"] = naive(alg)
+        if "reject" in only:
+            results[f"reject_{alg}"] = rejection(alg)
+    if "replay" in only:
+        results["replay_memory"] = replay_memory()
+    if "replay_alternatives" in only:
+        results["replay_alternatives"] = replay_alternatives()
+    if redis_url and "replay_redis" in only:
         results["replay_redis"] = replay_redis(redis_url)
     return results
