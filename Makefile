@@ -24,7 +24,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src
 	$(BIN)/mypy src
 
+# Options: make bench BENCH_QUICK=1 (smoke run), BENCH_ONLY=steady,e2e_standard, BENCH_E2E=0 (see bench/run.py).
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
 	$(BIN)/python bench/run.py
 
 # Not part of `make test`: 60 s of steady load on the example service (4 workers) and its own

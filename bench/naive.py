@@ -69,6 +69,6 @@ class NaiveVerifier(Verifier):
             raise _fail("wpt-wth")
         if wpt_claims.get("aud") != self.origins[0] + path:
             raise _fail("wpt-audience")
-        if not await self._replays.check_and_record(replay_key(claims["sub"], wpt_claims["jti"]), 300):
+        if not await self._replays.check_and_record(replay_key(claims["sub"], wpt_claims["jti"]), 300, claims["sub"]):
             raise _fail("wpt-replayed")
         return VerifiedWorkload(claims["sub"], domain, claims, wpt_claims, frozenset())

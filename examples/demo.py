@@ -1,12 +1,14 @@
 """`make demo`: start the example service, call it once rightly and several times wrongly.
 
-Starts uvicorn on 127.0.0.1 (a free port), uses the development trust domain, prints each
-call with its answer, and stops the service.
+Starts uvicorn on 127.0.0.1 (a free port), uses a development trust domain of its own (its
+key in a fresh temporary folder), prints each call with its answer, stops the service and
+removes the folder, key included.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -63,7 +65,15 @@ def main() -> None:
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     workdir = Path(tempfile.mkdtemp(prefix="wimse-wpt-demo-"))
+    try:
+        run(origin, port, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the dev issuer's private key goes with it
+
+
+def run(origin: str, port: int, workdir: Path) -> None:
     env = dict(os.environ, WIMSE_ORIGINS=origin, WIMSE_DEV_ISSUER=str(workdir / "issuer.json"), WIMSE_LOG_LEVEL="WARNING")
+    env.pop("WIMSE_TRUST_ANCHORS", None)  # the demo's own trust domain, whatever the shell has
     issuer = dev_issuer(env)  # created before the service starts, so both share it
     service = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "service:app", "--host", "127.0.0.1",
@@ -100,7 +110,11 @@ def main() -> None:
         print(f"\n  {DIM}GET /healthz is open without tokens: {httpx.get(origin + '/healthz').json()}{RESET}\n")
     finally:
         service.terminate()
-        service.wait(timeout=10)
+        try:
+            service.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
 
 
 if __name__ == "__main__":

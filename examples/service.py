@@ -2,34 +2,57 @@
 
     uvicorn --app-dir examples service:app
 
-Environment:
+Every ``WIMSE_*`` variable of :mod:`wimse_wpt.settings` applies (``wimse-wpt check-config``
+lists what they resolve to). The main ones:
     WIMSE_TRUST_ANCHORS   JSON file: trust domain -> JWKS (without it: the dev issuer below)
+    WIMSE_DEV_ISSUER      the dev issuer's key file (default under the temp dir)
     WIMSE_ORIGINS         comma-separated trusted origins (default http://127.0.0.1:8000,http://localhost:8000)
     WIMSE_PROFILE         wpt-01 (default) or wpt-02
+    WIMSE_MODE            enforce (default), report-only or optional
     WIMSE_OTH_HEADERS     comma-separated header names an oth claim may bind
-    WIMSE_REPLAY_STORE    memory (default) or a redis:// URL shared by every replica
-    WIMSE_DEV_ISSUER      where the dev issuer's key lives when no trust anchors are given
+    WIMSE_REPLAY_STORE    memory (default) or a Redis URL shared by every replica (redis://,
+                          rediss://, unix://, redis+cluster://, redis+sentinel://)
+    WIMSE_REPLAY_WAIT_REPLICAS  Redis replicas that must hold each record (WAIT; default 0)
+    WIMSE_LOG_LEVEL       INFO (default) shows each refusal on the wimse_wpt logger
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from typing import Any
 
-from devenv import service_settings
+from devenv import example_env
 from fastapi import Depends, FastAPI, Request, WebSocket
 from starlette.authentication import requires
 
 from wimse_wpt.fastapi import Workload, install, require_workload
+from wimse_wpt.health import Readiness
 from wimse_wpt.middleware import verified_workload
+from wimse_wpt.settings import Settings
 
-logging.basicConfig(level=os.environ.get("WIMSE_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+try:
+    settings = Settings.from_env(example_env(os.environ))
+    verifier = settings.verifier()
+except ValueError as exc:
+    raise SystemExit(f"wimse-wpt configuration error: {exc}") from None
 
-settings = service_settings(os.environ)
+# Refusals are logged at INFO on the "wimse_wpt" logger: visible by default.
+logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+
+# WIMSE_MODE is honoured by install()'s modes; refuse to start rather than enforce
+# silently where the installed middleware has none.
+mode_options: dict[str, Any] = {}
+if "mode" in inspect.signature(install).parameters:
+    mode_options["mode"] = settings.mode
+elif settings.mode != "enforce":
+    raise SystemExit(f"wimse-wpt configuration error: WIMSE_MODE={settings.mode} needs a middleware with modes")
+
 app = FastAPI(title="wimse-wpt example service")
 # Health checks and the API docs are open; everything else needs a verified workload.
-install(app, settings.verifier, exclude=["/healthz", "/openapi.json", "/docs", "/docs/*"])
+install(app, verifier, exclude=["/healthz", "/readyz", "/openapi.json", "/docs", "/docs/*"], **mode_options)
+app.add_route("/readyz", Readiness(verifier))
 
 
 @app.post("/path")

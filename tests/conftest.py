@@ -120,3 +120,14 @@ def redis_url() -> str:
             pytest.fail(f"Redis at REDIS_URL is required but unreachable: {exc}")
         pytest.skip(f"Redis at REDIS_URL is unreachable: {exc}")
     return url
+
+
+# Hypothesis: bounded by default so `make test` stays fast; HYPOTHESIS_PROFILE=fuzz runs long.
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("bounded", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("fuzz", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bounded"))
+except ImportError:  # hypothesis is in the test extra; without it the property tests fail to import
+    pass

@@ -4,6 +4,7 @@ domain through the environment; and the demo that `make demo` runs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from wimse_wpt import DevIssuer, SigningKey, WPTAuth, mint_wpt
 
-from .servers import EXAMPLES, ROOT, example_service
+from .servers import EXAMPLES, ROOT, example_service, free_port
 
 ISSUER = DevIssuer("example.com")
 OTHER = DevIssuer("partner.example")
@@ -136,16 +137,142 @@ def test_bad_configuration_stops_the_service_with_a_clear_message(anchors_file: 
         timeout=60,
     )
     assert result.returncode != 0
-    assert "profile must be one of" in result.stderr
+    assert "WIMSE_PROFILE: must be one of wpt-01, wpt-02" in result.stderr
 
 
-def test_demo_shows_one_accepted_and_several_rejected_calls(tmp_path: Path) -> None:
+def test_demo_shows_one_accepted_and_several_rejected_calls_and_leaves_no_key_behind(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py")], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, str(EXAMPLES / "demo.py")], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
     )
     assert result.returncode == 0, result.stderr
+    assert list(temp.iterdir()) == []  # the demo's issuer key and its folder are gone
     lines = result.stdout.splitlines()
     marks = [line.split()[0] for line in lines if line.strip().startswith(("accepted", "rejected"))]
     assert marks.count("accepted") == 1 and marks.count("rejected") >= 4
     for code in ("wit-missing", "wpt-replayed", "wpt-audience", "wit-expired"):
         assert any(line.strip().startswith("rejected") and code in line for line in lines), code
+
+
+# --- the development issuer shared through a file ---------------------------------------------
+
+
+def test_dev_issuer_load_or_create_shares_one_trust_domain_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "issuer.json"
+    code = "import sys; from wimse_wpt import DevIssuer; print(DevIssuer.load_or_create(sys.argv[1]).kid)"
+    kids = [subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, check=True).stdout
+            for _ in range(2)]
+    assert kids[0] == kids[1]
+    assert path.stat().st_mode & 0o777 == 0o600
+    issuer = DevIssuer.load_or_create(path)
+    assert issuer.kid == kids[0].strip() and issuer.trust_domain == "example.com"
+    assert [p.name for p in tmp_path.iterdir()] == ["issuer.json"]  # no temporary file left behind
+
+
+def test_dev_issuer_file_keeps_alg_and_trust_domain(tmp_path: Path) -> None:
+    path = tmp_path / "issuer.json"
+    created = DevIssuer.load_or_create(path, "partner.example", alg="Ed25519")
+    loaded = DevIssuer.load_or_create(path)
+    assert (loaded.trust_domain, loaded.kid, loaded.key.alg) == ("partner.example", created.kid, "Ed25519")
+    key = SigningKey.generate("ES256")
+    wit = loaded.issue_wit("wimse://partner.example/a", key)
+    # What one process issues, the JWKS the other loaded verifies.
+    from wimse_wpt import Verifier
+
+    verifier = Verifier({"partner.example": created.jwks}, ["https://api.example.com"])
+    headers = [("workload-identity-token", wit), ("workload-proof-token", mint_wpt(key, wit, "https://api.example.com/x"))]
+    import asyncio
+
+    assert asyncio.run(verifier.verify(headers, path="/x")).identifier == "wimse://partner.example/a"
+    with pytest.raises(ValueError, match="holds the dev issuer of 'partner.example', not 'example.com'"):
+        DevIssuer.load_or_create(path, "example.com")
+    with pytest.raises(FileExistsError):
+        created.save(path)
+
+
+def test_dev_issuer_file_that_is_not_one_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "issuer.json"
+    path.write_text('{"keys": []}')
+    with pytest.raises(ValueError, match="is not a dev issuer file"):
+        DevIssuer.load_or_create(path)
+
+
+# --- first hour: two processes, the client's options, refusals in the service's log ----------
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+def test_service_and_client_as_two_processes_share_the_dev_issuer_file(tmp_path: Path, profile: str) -> None:
+    env = {"WIMSE_DEV_ISSUER": str(tmp_path / "issuer.json"), "WIMSE_PROFILE": profile}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WIMSE_")}
+    with example_service({**env, "WIMSE_TRUST_ANCHORS": ""}) as origin:
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / "client.py"), "--profile", profile, origin],
+            env={**clean, **env}, capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == '200 {"workload":"wimse://example.com/demo-client"}'
+        other = subprocess.run(
+            [sys.executable, str(EXAMPLES / "client.py"), "--method", "GET", "--path", "/whoami",
+             "--identifier", "wimse://example.com/ops/one", "--profile", profile, origin],
+            env={**clean, **env}, capture_output=True, text=True, timeout=60,
+        )
+        assert other.returncode == 0 and '"user":"wimse://example.com/ops/one"' in other.stdout
+        # A client with another dev issuer's file is a stranger to the service.
+        stranger = {**clean, **env, "WIMSE_DEV_ISSUER": str(tmp_path / "other.json")}
+        refused = subprocess.run([sys.executable, str(EXAMPLES / "client.py"), "--profile", profile, origin],
+                                 env=stranger, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "wit-key-unknown" in refused.stdout  # its kid is not trusted
+
+
+def test_client_has_help_and_a_profile_option() -> None:
+    result = subprocess.run([sys.executable, str(EXAMPLES / "client.py"), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "--profile {wpt-01,wpt-02}" in result.stdout and "WIMSE_DEV_ISSUER" in result.stdout
+    bad = subprocess.run(
+        [sys.executable, str(EXAMPLES / "client.py"), "--profile", "wpt-9"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2
+
+
+def test_service_logs_each_refusal_by_default_without_tokens(tmp_path: Path, anchors_file: Path) -> None:
+    log = tmp_path / "service.log"
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIMSE_")}
+    env.update(WIMSE_TRUST_ANCHORS=str(anchors_file), WIMSE_ORIGINS=origin)  # and no WIMSE_LOG_LEVEL: the default
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "service:app", "--host", "127.0.0.1",
+               "--port", str(port), "--log-level", "warning"]
+    key = SigningKey.generate("ES256")
+    wit = ISSUER.issue_wit("wimse://example.com/caller", key)
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_for(origin + "/healthz", process)
+            assert httpx.post(origin + "/path").json()["code"] == "wit-missing"
+            wrong = {"Workload-Identity-Token": wit, "Workload-Proof-Token": mint_wpt(key, wit, "https://elsewhere.example/path")}
+            assert httpx.post(origin + "/path", headers=wrong).json()["code"] == "wpt-audience"
+            ready = httpx.get(origin + "/readyz")
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    text = log.read_text()
+    assert "wpt rejected code=wit-missing" in text
+    assert "wpt rejected code=wpt-audience" in text and "workload=wimse://example.com/caller" in text
+    assert wit[-20:] not in text and wrong["Workload-Proof-Token"][-20:] not in text
+    assert ready.status_code == 200 and ready.json()["trust_domains"]["example.com"]["ok"] is True
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the example service exited"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the example service did not start")

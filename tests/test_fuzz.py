@@ -83,7 +83,7 @@ class ExplodingSource:
 
 
 class ExplodingStore:
-    async def check_and_record(self, key: bytes, ttl: float) -> bool:
+    async def check_and_record(self, key: bytes, ttl: float, workload: str) -> bool:
         raise RuntimeError("boom")
 
 

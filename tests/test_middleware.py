@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets.sync.client
+from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.requests import Request
@@ -20,8 +21,10 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.exceptions import InvalidStatus
 
-from wimse_wpt import DevIssuer, SigningKey, Verifier, WPTAuth, mint_wpt
+from wimse_wpt import DevIssuer, SigningKey, StaticKeys, TrustAnchors, Verifier, WPTAuth, mint_wpt
+from wimse_wpt.fastapi import Workload, install, problem_handler, require_workload
 from wimse_wpt.middleware import RouteRule, WPTMiddleware, verified_workload
+from wimse_wpt.problems import VerificationError
 
 from .servers import free_port, serve
 
@@ -297,3 +300,164 @@ def test_no_header_value_causes_a_500(service: Service, headers: list[tuple[str,
     for _, value in headers:
         if len(value) > 8:
             assert value.decode("latin-1") not in response.text
+
+
+# --- one render path for every refusal (issue 13 defect 8) -----------------------------------
+
+
+def fastapi_service(profile: str, installed: bool = True) -> tuple[Any, Verifier, DevIssuer]:
+    issuer = DevIssuer("example.com")
+    port = free_port()
+    verifier = Verifier({"example.com": issuer.jwks}, [f"http://127.0.0.1:{port}"], profile=profile)  # type: ignore[arg-type]
+    app = FastAPI()
+
+    @app.get("/open")  # excluded from the middleware, yet asks for a workload
+    async def open_route(workload: Workload) -> dict[str, str]:
+        return {"workload": workload.identifier}
+
+    @app.get("/ops", dependencies=[Depends(require_workload("wimse://example.com/ops/*"))])
+    async def ops() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/ruled")  # the middleware's own allow-list, for comparison
+    async def ruled() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/protected")
+    async def protected_route() -> dict[str, bool]:
+        return {"ok": True}
+
+    if installed:
+        install(app, verifier, exclude=["/open"], routes=[RouteRule("/ruled", allow=["wimse://example.com/ops/*"])])
+    app.state.port = port
+    return app, verifier, issuer
+
+
+def rendered(response: httpx.Response) -> tuple[int, dict[str, str | None], dict[str, Any]]:
+    names = ["content-type", "cache-control", "www-authenticate"]
+    body = response.json()
+    body.pop("detail")  # a fixed sentence per refusal site; everything else must be equal
+    return response.status_code, {n: response.headers.get(n) for n in names}, body
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+def test_fastapi_dependencies_refuse_exactly_as_the_middleware(profile: str) -> None:
+    app, verifier, issuer = fastapi_service(profile)
+    key = SigningKey.generate("Ed25519")
+    outsider = WPTAuth(key, issuer.issue_wit("wimse://example.com/billing/api", key), profile=profile)  # type: ignore[arg-type]
+    with serve(app, port=app.state.port) as origin, httpx.Client(base_url=origin) as client:
+        by_middleware = client.get("/protected")
+        by_dependency = client.get("/open")
+        forbidden_by_middleware = client.get("/ruled", auth=outsider)
+        forbidden_by_dependency = client.get("/ops", auth=outsider)
+    expected_status = 401 if profile == "wpt-02" else 400
+    assert rendered(by_dependency) == rendered(by_middleware)
+    assert by_dependency.status_code == expected_status
+    assert by_dependency.json()["code"] == "wit-missing"
+    assert by_dependency.headers.get("www-authenticate") == ("WPT" if profile == "wpt-02" else None)
+    assert by_dependency.headers["cache-control"] == "no-store"
+    assert by_dependency.headers["content-type"] == "application/problem+json"
+    # Same problem, same sentence: the bytes are the same.
+    assert forbidden_by_dependency.status_code == forbidden_by_middleware.status_code == 403
+    assert forbidden_by_dependency.content == forbidden_by_middleware.content
+    assert rendered(forbidden_by_dependency) == rendered(forbidden_by_middleware)
+
+
+def test_a_dependency_without_the_middleware_fails_closed(caplog: pytest.LogCaptureFixture) -> None:
+    app, _, _ = fastapi_service("wpt-02", installed=False)
+    app.add_exception_handler(VerificationError, problem_handler)
+    caplog.set_level(logging.INFO, logger="wimse_wpt")
+    with serve(app, port=app.state.port) as origin:
+        response = httpx.get(origin + "/open")
+    assert_problem(response, 500, "internal-error")
+    lines = [r for r in caplog.records if r.name == "wimse_wpt" and r.levelno >= logging.ERROR]
+    assert len(lines) == 1 and "without WPTMiddleware" in lines[0].getMessage()
+
+
+# --- unexpected exceptions never reach the server (issue 13 defect 9) ------------------------
+
+
+class BrokenVerifier(Verifier):
+    """A verifier whose every call fails in a way nothing anticipated, quoting what it got."""
+
+    async def verify(self, headers: Any, **options: Any) -> Any:  # type: ignore[override]
+        fields = dict(headers)
+        try:
+            raise KeyError(fields.get(b"workload-identity-token"))
+        except KeyError as cause:
+            raise RuntimeError(f"broken while reading {fields.get(b'workload-proof-token')!r}") from cause
+
+
+def test_an_unexpected_exception_is_an_internal_error_problem(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    issuer = DevIssuer("example.com")
+    key = SigningKey.generate("ES256")
+    wit = issuer.issue_wit(IDENTIFIER, key)
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    verifier = BrokenVerifier({"example.com": issuer.jwks}, [origin], profile="wpt-02")
+    app = WPTMiddleware(Starlette(routes=[StarletteRoute("/path", who), WebSocketRoute("/ws", ws)]), verifier)
+    proof = mint_wpt(key, wit, origin + "/path")
+    with serve(app, port=port):
+        response = httpx.get(origin + "/path", headers={"Workload-Identity-Token": wit, "Authorization": f"WPT {proof}"})
+        with pytest.raises(InvalidStatus) as refused:
+            websockets.sync.client.connect(f"ws://127.0.0.1:{port}/ws", additional_headers={"Workload-Identity-Token": wit})
+    body = assert_problem(response, 500, "internal-error")
+    assert body["detail"] == "The request could not be verified."
+    assert "www-authenticate" not in response.headers
+    assert refused.value.response.status_code == 500
+    records = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "wimse_wpt"]
+    assert [r.levelname for r in records] == ["ERROR", "ERROR"]  # one line per request (HTTP, WebSocket)
+    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]  # not the server's
+    message = records[0].getMessage()
+    assert "builtins.RuntimeError" in message and "builtins.KeyError" in message and "in verify" in message
+    assert records[0].exc_info is None  # the traceback is in the line, without exception messages
+    for part in wit.split(".") + proof.split("."):
+        assert part not in caplog.text and part not in response.text
+
+
+def test_an_ambiguous_websocket_path_is_refused_before_the_handshake(service: Service) -> None:
+    url = f"ws://127.0.0.1:{service.port}/public/%2e%2e/ws"  # "/public/*" is excluded; "/ws" is not
+    with pytest.raises(InvalidStatus) as refused:
+        websockets.sync.client.connect(url).close()
+    assert refused.value.response.status_code == 400
+    assert json.loads(refused.value.response.body)["code"] == "path-ambiguous"
+
+
+class GenerationFails:
+    """A custom key source (the KeySource protocol) with a bug: asking its generation raises."""
+
+    def __init__(self, jwks: dict[str, Any]) -> None:
+        self._keys = StaticKeys(jwks)
+        self.broken = False
+
+    @property
+    def generation(self) -> int:
+        if self.broken:
+            raise ZeroDivisionError("a bug in user code")
+        return 1
+
+    async def keys(self) -> Any:
+        return await self._keys.keys()
+
+    async def refresh(self) -> Any:
+        return await self._keys.refresh()
+
+
+def test_a_broken_key_source_is_an_internal_error_not_a_server_crash(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    issuer = DevIssuer("example.com")
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    source = GenerationFails(issuer.jwks)
+    verifier = Verifier(TrustAnchors({"example.com": source}), [origin])
+    source.broken = True
+    app = WPTMiddleware(Starlette(routes=[StarletteRoute("/path", who)]), verifier)
+    key = SigningKey.generate("ES256")
+    with serve(app, port=port), httpx.Client(base_url=origin, auth=WPTAuth(key, issuer.issue_wit(IDENTIFIER, key))) as client:
+        response = client.get("/path")
+    assert_problem(response, 500, "internal-error")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "wimse_wpt"]
+    assert len(errors) == 1
+    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]  # not the server's
+    assert "builtins.ZeroDivisionError" in errors[0].getMessage() and "a bug in user code" not in caplog.text

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
+import hashlib
 import json
-import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from wimse_wpt.replay import replay_key
 
 from .conftest import World, redis_url
 from .servers import example_service, free_port
+from .test_replay_store import own_redis_server
 
 
 @pytest.fixture
@@ -43,23 +43,34 @@ def prefix() -> str:
 
 async def test_check_and_record_is_atomic_and_expires(url: str, prefix: str) -> None:
     cache = RedisReplayCache(url, prefix=prefix)
-    key = replay_key("wimse://example.com/a", "jti-1")
-    results = await asyncio.gather(*(cache.check_and_record(key, 5.0) for _ in range(50)))
+    sender = "wimse://example.com/a"
+    key = replay_key(sender, "jti-1")
+    results = await asyncio.gather(*(cache.check_and_record(key, 5.0, sender) for _ in range(50)))
     assert results.count(True) == 1 and results.count(False) == 49
     client = redis.Redis.from_url(url)
-    stored = client.keys(prefix + "*")
-    assert stored == [(prefix + key.hex()).encode()]  # a hash, never caller bytes
-    assert 4000 < client.pttl(stored[0]) <= 5001
-    assert await cache.check_and_record(replay_key("wimse://example.com/b", "jti-1"), 5.0)
+    # One key per sender, named by hashes only (never caller bytes), in its own hash slot.
+    tag = hashlib.sha256(sender.encode()).hexdigest()
+    assert set(client.keys(prefix + "*")) == {f"{prefix}{{{tag}}}".encode(), *HEALTH_KEYS(prefix)}
+    stored = f"{prefix}{{{tag}}}"
+    assert client.zrange(stored, 0, -1) == [key]
+    assert 4000 < client.pttl(stored) <= 5001
+    expiry_ms = client.zscore(stored, key)
+    server_ms = int(client.time()[0]) * 1000
+    assert 3000 < expiry_ms - server_ms <= 6000
+    assert await cache.check_and_record(replay_key("wimse://example.com/b", "jti-1"), 5.0, "wimse://example.com/b")
     await cache.aclose()
+
+
+def HEALTH_KEYS(prefix: str) -> set[bytes]:  # noqa: N802 - reads as the constant it is
+    return {f"{prefix}{{health}}:canary".encode()}
 
 
 async def test_an_existing_client_can_be_used(url: str, prefix: str) -> None:
     client = redis.asyncio.Redis.from_url(url)
     cache = RedisReplayCache(client, prefix=prefix)
     key = replay_key("wimse://example.com/a", "x")
-    assert await cache.check_and_record(key, 1.0)
-    assert not await cache.check_and_record(key, 1.0)
+    assert await cache.check_and_record(key, 1.0, "wimse://example.com/a")
+    assert not await cache.check_and_record(key, 1.0, "wimse://example.com/a")
     await client.aclose()
 
 
@@ -75,7 +86,7 @@ async def test_refusing_port_fails_closed_quickly() -> None:
     cache = RedisReplayCache(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
     started = time.monotonic()
     with pytest.raises(ReplayStoreUnavailable):
-        await cache.check_and_record(b"k" * 32, 1.0)
+        await cache.check_and_record(b"k" * 32, 1.0, "wimse://example.com/a")
     assert time.monotonic() - started < 2
     world = World(replay_cache=cache)
     problem = await world.reject()
@@ -89,7 +100,7 @@ async def test_silent_server_times_out_and_fails_closed() -> None:
         cache = RedisReplayCache(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout=0.3)
         started = time.monotonic()
         with pytest.raises(ReplayStoreUnavailable):
-            await cache.check_and_record(b"k" * 32, 1.0)
+            await cache.check_and_record(b"k" * 32, 1.0, "wimse://example.com/a")
         assert time.monotonic() - started < 2
 
 
@@ -103,32 +114,10 @@ async def test_fail_open_switch_lets_requests_through_while_down() -> None:
 
 @contextlib.contextmanager
 def own_redis() -> Iterator[subprocess.Popen[bytes]]:
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("WIMSE_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is required for the outage test")
-        pytest.skip("redis-server is not installed: the outage test starts and pauses its own Redis")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    process.port = port  # type: ignore[attr-defined]
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=port, socket_connect_timeout=0.2).ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield process
-    finally:
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=10)
+    with own_redis_server() as server:
+        assert server.process is not None
+        server.process.port = server.port  # type: ignore[attr-defined]
+        yield server.process
 
 
 async def test_outage_mid_run_gives_503_then_recovers_by_itself() -> None:

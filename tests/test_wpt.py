@@ -336,17 +336,21 @@ async def test_replay_entry_kept_until_exp_plus_leeway() -> None:
     world.now += 14  # exp + leeway is NOW + 15: still a replay
     assert (await world.reject(world.headers(world.wpt(jti="j", lifetime=10, now=NOW)))).code == "wpt-replayed"
     world.now += 1  # the entry goes exactly when the token stops being accepted
-    assert cache.check_and_record_sync(replay_key(IDENTIFIER, "j"), 1)
-    assert cache.check_and_record_sync(replay_key(IDENTIFIER, "other-jti"), 1)
+    assert cache.check_and_record_sync(replay_key(IDENTIFIER, "j"), 1, IDENTIFIER)
+    assert cache.check_and_record_sync(replay_key(IDENTIFIER, "other-jti"), 1, IDENTIFIER)
     assert (await world.reject(world.headers(world.wpt(jti="j", lifetime=10, now=NOW)))).code == "wpt-expired"
 
 
 async def test_full_replay_cache_refuses_instead_of_forgetting() -> None:
     world = World()
-    world.verifier.replay_cache = MemoryReplayCache(maxsize=2, timer=lambda: world.now)
+    world.verifier.replay_cache = MemoryReplayCache(maxsize=2, max_per_workload=1, timer=lambda: world.now)
+    other_key = SigningKey.generate(world.key.alg)
+    other_wit = world.issuer.issue_wit("wimse://example.com/another", other_key, now=NOW)
     await world.verify(world.headers(world.wpt()))
-    await world.verify(world.headers(world.wpt()))
-    problem = await world.reject(world.headers(world.wpt()))
+    await world.verify(world.headers(world.wpt(wit=other_wit, key=other_key), other_wit))
+    third_key = SigningKey.generate(world.key.alg)
+    third_wit = world.issuer.issue_wit("wimse://example.com/third", third_key, now=NOW)
+    problem = await world.reject(world.headers(world.wpt(wit=third_wit, key=third_key), third_wit))
     assert (problem.code, problem.status) == ("replay-cache-full", 503)
     world.now += 61  # the two entries expire: room again, but their proofs stay refused
     assert (await world.verify(world.headers(world.wpt()))).identifier
@@ -356,7 +360,7 @@ class BrokenStore:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def check_and_record(self, key: bytes, ttl: float) -> bool:
+    async def check_and_record(self, key: bytes, ttl: float, workload: str) -> bool:
         raise self.error
 
 

@@ -333,6 +333,21 @@ class RemoteJWKS:
             return bytes(body), response.headers.get("cache-control")
 
 
+def _source_hint(domain: str, item: object) -> str:
+    """What to write instead of a bare path or URL, which TrustAnchors does not read itself."""
+    text = os.fsdecode(item) if isinstance(item, (str, bytes, os.PathLike)) else str(item)
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    if text.startswith(("https://", "http://")):
+        return (
+            f"trust domain {domain!r}: {shown!r} is a URL; pass RemoteJWKS({shown!r}), "
+            "or use TrustAnchors.from_config, which reads URLs and file paths"
+        )
+    return (
+        f"trust domain {domain!r}: {shown!r} is a file path, not a JWKS; pass JWKSFile({shown!r}), "
+        "or use TrustAnchors.from_config, which reads file paths and URLs"
+    )
+
+
 AnchorConfig = KeySource | Mapping[str, Any] | Sequence[KeySource | Mapping[str, Any]]
 
 
@@ -352,7 +367,12 @@ class TrustAnchors:
         for domain, config in domains.items():
             if not is_trust_domain(domain):
                 raise ValueError(f"trust domain {domain!r} is not a canonical name")
+            if isinstance(config, (str, bytes, os.PathLike)):
+                raise ValueError(_source_hint(domain, config))
             items = [config] if isinstance(config, (Mapping, KeySource)) else list(config)
+            for item in items:
+                if isinstance(item, (str, bytes, os.PathLike)):
+                    raise ValueError(_source_hint(domain, item))
             if not items:
                 raise ValueError(f"trust domain {domain!r} has no key source")
             self._sources[domain] = tuple(

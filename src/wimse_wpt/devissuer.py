@@ -6,6 +6,7 @@ what tests need to produce every kind of bad token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -35,31 +36,56 @@ class DevIssuer:
         self.kid = kid if kid is not None else secrets.token_urlsafe(8)
 
     @classmethod
-    def load_or_create(cls, path: str | os.PathLike[str], trust_domain: str = "example.com") -> DevIssuer:
-        """The issuer saved at ``path``, or a new one saved there (mode 0600), so that a
-        service and a client in separate processes share one development trust domain."""
+    def load_or_create(
+        cls, path: str | os.PathLike[str], trust_domain: str | None = None, alg: str = "ES256"
+    ) -> DevIssuer:
+        """The issuer saved at ``path``, or a new one (``trust_domain``, default example.com,
+        and ``alg``) saved there with mode 0600, so that a service and a client in separate
+        processes share one development trust domain. Processes racing to create it all end
+        up with the one that won. A file for another trust domain than the one asked for is
+        a ``ValueError``."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            issuer = cls.load(path)
         except FileNotFoundError:
-            issuer = cls(trust_domain)
-            data = {"trust_domain": issuer.trust_domain, "kid": issuer.kid, "key": issuer.key.key.as_dict(private=True)}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{os.getpid()}")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with contextlib.suppress(FileExistsError):  # another process made it meanwhile: use theirs
+                cls(trust_domain or "example.com", alg).save(path)
+            issuer = cls.load(path)
+        if trust_domain is not None and issuer.trust_domain != trust_domain:
+            raise ValueError(f"{path} holds the dev issuer of {issuer.trust_domain!r}, not {trust_domain!r}")
+        return issuer
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DevIssuer:
+        """The issuer saved at ``path`` by :meth:`save` (``FileNotFoundError`` when absent)."""
+        text = Path(path).read_text()
+        try:
+            data = json.loads(text)
+            trust_domain, kid, jwk = data["trust_domain"], data["kid"], data["key"]
+            key = SigningKey.from_jwk(jwk, data.get("alg") or jwk.get("alg") or "ES256")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path} is not a dev issuer file ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if not isinstance(trust_domain, str) or not is_trust_domain(trust_domain) or not isinstance(kid, str):
+            raise ValueError(f"{path} is not a dev issuer file (bad trust_domain or kid)")
+        issuer = cls.__new__(cls)
+        issuer.trust_domain, issuer.kid, issuer.key = trust_domain, kid, key
+        return issuer
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write this issuer, private key included, to a new file of mode 0600. Atomic, and
+        never replaces an existing file (``FileExistsError``)."""
+        path = Path(path)
+        data = {"trust_domain": self.trust_domain, "kid": self.kid, "alg": self.key.alg,
+                "key": self.key.key.as_dict(private=True)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
             with os.fdopen(fd, "w") as handle:
                 json.dump(data, handle)
-            try:
-                os.link(temporary, path)  # atomic, and never replaces an issuer made meanwhile
-            except FileExistsError:
-                data = json.loads(path.read_text())
-            finally:
-                os.unlink(temporary)
-        issuer = cls.__new__(cls)
-        issuer.trust_domain = data["trust_domain"]
-        issuer.kid = data["kid"]
-        issuer.key = SigningKey.from_jwk(data["key"], "ES256")
-        return issuer
+            os.link(temporary, path)  # atomic, and never replaces an issuer made meanwhile
+        finally:
+            os.unlink(temporary)
 
     @property
     def jwks(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ on documentation.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
@@ -25,7 +26,16 @@ from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 from .identifiers import IdentifierPattern
-from .middleware import RouteRule, WPTMiddleware, log_rejection, path_pattern, render_problem, verified_workload
+from .middleware import (
+    SCOPE_KEY,
+    Judged,
+    ProblemResponse,
+    RouteRule,
+    WPTMiddleware,
+    log_rejection,
+    verified_workload,
+)
+from .paths import PathPattern, PathPolicy
 from .problems import Problem, VerificationError
 from .verifier import VerifiedWorkload, Verifier
 
@@ -53,12 +63,22 @@ def _security_schemes(profile: str) -> dict[str, dict[str, str]]:
     return {"WorkloadIdentityToken": wit, "WorkloadProofToken": wpt}
 
 
+def _refusal(request: Request, code: str, detail: str) -> Problem:
+    """The problem the middleware itself would send for ``code``: same profile, same status."""
+    judged = request.scope.get(SCOPE_KEY)
+    if not isinstance(judged, Judged):
+        # No WPTMiddleware in front of this route: nothing was verified, and the profile to
+        # answer in is unknown. A check that cannot run refuses, with its own code.
+        return Problem.of("internal-error", "The request could not be verified.")
+    return Problem.of(code, detail, judged.profile)
+
+
 async def workload(request: Request) -> VerifiedWorkload:
     """The verified workload of this request; refuses if the middleware verified none."""
     found = verified_workload(request.scope)
     if found is None:
         # The route was excluded from the middleware, or the middleware is not installed.
-        raise VerificationError(Problem.of("wit-missing", "This route needs a verified workload."))
+        raise VerificationError(_refusal(request, "wit-missing", "This route needs a verified workload."))
     return found
 
 
@@ -75,7 +95,7 @@ def require_workload(*patterns: str) -> Callable[..., Awaitable[VerifiedWorkload
 
     async def dependency(found: Workload, request: Request) -> VerifiedWorkload:
         if not any(p.matches(found.identifier) for p in allowed):
-            problem = Problem.of("workload-forbidden", "This workload is not allowed to call this route.")
+            problem = _refusal(request, "workload-forbidden", "This workload is not allowed to call this route.")
             raise VerificationError(problem, found.identifier)
         return found
 
@@ -83,15 +103,18 @@ def require_workload(*patterns: str) -> Callable[..., Awaitable[VerifiedWorkload
 
 
 async def problem_handler(request: Request, exc: Exception) -> Response:
-    """Render a :class:`VerificationError` raised by a dependency as problem+json."""
-    assert isinstance(exc, VerificationError)
-    log_rejection(request.scope, exc.problem, exc.identifier)
-    status, headers, body = render_problem(exc.problem)
-    response = Response(body, status_code=status, media_type="application/problem+json")
-    for name, value in headers:
-        if name not in (b"content-type", b"content-length"):
-            response.headers[name.decode()] = value.decode()
-    return response
+    """Render a :class:`VerificationError` raised by a dependency exactly as the middleware
+    renders its own refusals (same status, headers and body for the same problem)."""
+    if not isinstance(exc, VerificationError):  # registered for VerificationError only
+        raise exc
+    if exc.problem.code == "internal-error":
+        logging.getLogger("wimse_wpt").error(
+            "wpt internal error method=%s: a workload dependency runs without WPTMiddleware in front",
+            request.scope.get("method", "WEBSOCKET"),
+        )
+    else:
+        log_rejection(request.scope, exc.problem, exc.identifier)
+    return ProblemResponse(exc.problem)
 
 
 def install(
@@ -102,21 +125,23 @@ def install(
     routes: Iterable[RouteRule] = (),
     allow: Iterable[str] = (),
     strip_credentials: bool = True,
+    path_policy: PathPolicy | None = None,
 ) -> None:
     """Add :class:`WPTMiddleware` to ``app`` and render the dependencies' refusals as problems."""
     options: dict[str, Any] = {
         "verifier": verifier,
-        "exclude": list(exclude),
+        "exclude": [exclude] if isinstance(exclude, str) else list(exclude),
         "routes": list(routes),
         "allow": list(allow),
         "strip_credentials": strip_credentials,
+        "path_policy": path_policy,
     }
     app.add_middleware(WPTMiddleware, **options)
     app.add_exception_handler(VerificationError, problem_handler)
-    _document(app, verifier.profile, [path_pattern(p) for p in options["exclude"]])
+    _document(app, verifier.profile, [PathPattern.parse(p) for p in options["exclude"]])
 
 
-def _document(app: FastAPI, profile: str, excluded: list[tuple[str, bool]]) -> None:
+def _document(app: FastAPI, profile: str, excluded: list[PathPattern]) -> None:
     """Add the two headers to the OpenAPI schema of every protected operation."""
     generate = app.openapi
 
@@ -127,7 +152,7 @@ def _document(app: FastAPI, profile: str, excluded: list[tuple[str, bool]]) -> N
         schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(_security_schemes(profile))
         requirement: dict[str, list[str]] = {"WorkloadIdentityToken": [], "WorkloadProofToken": []}
         for path, operations in schema.get("paths", {}).items():
-            if any(path.startswith(p) if prefix else path == p for p, prefix in excluded):
+            if any(p.matches(path) for p in excluded):
                 continue
             for operation in operations.values():
                 if isinstance(operation, dict):

@@ -26,6 +26,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jws
 
+# Ed25519 is checked with libsodium (PyNaCl) where it imports: about half the CPU of OpenSSL's
+# Ed25519 verify (see bench/). cryptography (OpenSSL) checks it otherwise, under the same rules.
+try:
+    from nacl.bindings import crypto_sign_open as _sodium_open
+    from nacl.exceptions import BadSignatureError as _SodiumBadSignature
+except ImportError:  # PyNaCl absent, or its bundled libsodium cannot load
+    _sodium_open = None  # type: ignore[assignment]
+#: Which library verifies Ed25519 signatures in this process: "libsodium" or "cryptography".
+ED25519_BACKEND: Final = "cryptography" if _sodium_open is None else "libsodium"
+
 #: Default cap on one token's length, checked before any parsing.
 DEFAULT_MAX_TOKEN_BYTES: Final = 8192
 MIN_RSA_BITS: Final = 2048
@@ -69,7 +79,62 @@ def _ecdsa(hash_alg: hashes.HashAlgorithm, size: int) -> Callable[[Any], Verify]
     return make
 
 
+# Ed25519 points whose y (sign bit cleared) is one of these have order 1, 2, 4 or 8 (libsodium's
+# list, with the non-canonical p and p+1): a key among them verifies forgeries made by anyone.
+_P25519: Final = 2**255 - 19
+_ORDER_8_Y: Final = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+_SMALL_ORDER_Y: Final = frozenset({0, 1, _P25519 - 1, _ORDER_8_Y, _P25519 - _ORDER_8_Y, _P25519, _P25519 + 1})
+_Y_MASK: Final = (1 << 255) - 1
+
+
+def _is_small_order(encoded: bytes) -> bool:
+    return int.from_bytes(encoded, "little") & _Y_MASK in _SMALL_ORDER_Y
+
+
+def _ed25519_libsodium(public_bytes: bytes) -> Verify:
+    sodium_open, bad_signature = _sodium_open, _SodiumBadSignature
+    assert sodium_open is not None
+
+    def verify(message: bytes, signature: bytes) -> bool:
+        # crypto_sign_open reads the first 64 bytes as the signature: any other length would
+        # move the boundary between signature and message.
+        if len(signature) != 64:
+            return False
+        try:
+            sodium_open(signature + message, public_bytes)
+        except bad_signature:
+            return False
+        return True
+
+    return verify
+
+
+def _ed25519_cryptography(public_key: ed25519.Ed25519PublicKey) -> Verify:
+    def verify(message: bytes, signature: bytes) -> bool:
+        # OpenSSL accepts a small-order R when the equation holds; libsodium refuses it. Refused
+        # here too, so that the verdict does not depend on which library is installed.
+        if len(signature) != 64 or _is_small_order(signature[:32]):
+            return False
+        try:
+            public_key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
 def _eddsa(public_key: ed25519.Ed25519PublicKey | ed448.Ed448PublicKey) -> Verify:
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        encoded = public_key.public_bytes_raw()
+        # RFC 8032 5.1.3: y >= p does not decode. OpenSSL accepts such keys and small-order
+        # keys, libsodium refuses every signature under them: refused here, on both.
+        if int.from_bytes(encoded, "little") & _Y_MASK >= _P25519 or _is_small_order(encoded):
+            raise TokenError("Ed25519 key is not a canonical point of large order")
+        if _sodium_open is not None:
+            return _ed25519_libsodium(encoded)
+        return _ed25519_cryptography(public_key)
+
     def verify(message: bytes, signature: bytes) -> bool:
         try:
             public_key.verify(signature, message)

@@ -22,7 +22,15 @@ from urllib.parse import SplitResult, urlsplit
 from .anchors import AnchorConfig, TrustAnchors, logger
 from .identifiers import parse_identifier
 from .problems import PROFILES, Problem, Profile, Reject, VerificationError
-from .replay import MemoryReplayCache, ReplayCache, ReplayCacheFull, ReplayStoreUnavailable, replay_key
+from .replay import (
+    MemoryReplayCache,
+    ReplayCache,
+    ReplayCacheFull,
+    ReplayQuotaExceeded,
+    ReplayStoreUnavailable,
+    ReplayStoreUnsafe,
+    replay_key,
+)
 from .tokens import (
     DEFAULT_ALGORITHMS,
     DEFAULT_MAX_TOKEN_BYTES,
@@ -629,11 +637,16 @@ class Verifier:
         key = replay_key(workload, jti)
         try:
             if self._record_sync is not None:  # the in-memory cache: no need to await
-                first = self._record_sync(key, ttl)
+                first = self._record_sync(key, ttl, workload)
             else:
-                first = await self.replay_cache.check_and_record(key, ttl)
+                first = await self.replay_cache.check_and_record(key, ttl, workload)
+        except ReplayQuotaExceeded:  # only this sender, over its share; the others keep theirs
+            raise Reject("replay-quota-exceeded", "This workload holds its whole share of the replay cache.") from None
         except ReplayCacheFull:
             raise Reject("replay-cache-full", "The replay cache is full; the proof cannot be checked for replay.") from None
+        except ReplayStoreUnsafe:
+            detail = "The replay store may have forgotten recorded proofs; the proof cannot be checked for replay."
+            raise Reject("replay-store-unsafe", detail) from None
         except ReplayStoreUnavailable:
             detail = "The replay store did not answer; the proof cannot be checked for replay."
             raise Reject("replay-store-unavailable", detail) from None
