@@ -297,3 +297,40 @@ async def test_every_algorithm_signs_and_verifies_both_tokens() -> None:
 def test_sign_compact_refuses_unsupported_algs() -> None:
     with pytest.raises(ValueError):
         sign_compact({"alg": "HS256"}, {}, None)
+
+
+# --- numbers out of range (issue 13, defect 1) ----------------------------------------------
+
+# Integers float() overflows on, and numbers outside [0, 2**53): no NumericDate of a real token.
+OUT_OF_RANGE = {"1e400": 10**400, "-1e400": -(10**400), "1e20": 10**20, "2**53": 2**53, "-1": -1, "1e308": 1e308, "-0.5": -0.5}
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+@pytest.mark.parametrize("value", OUT_OF_RANGE.values(), ids=OUT_OF_RANGE.keys())
+async def test_wit_numbers_out_of_range_are_claim_invalid_not_exceptions(profile: str, claim: str, value: Any) -> None:
+    # float(10**400) raises OverflowError: before the fix that escaped as a 500.
+    world = World(profile=profile)
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={claim: value})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-claim-invalid"
+
+
+@pytest.mark.parametrize("bad", ["1800000000", None, True, [1], {"a": 1}], ids=repr)
+async def test_wit_nbf_must_be_a_number(world: World, bad: Any) -> None:
+    # A present nbf that is not a number is refused, not skipped (None is JSON null).
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": bad})
+    if bad is None:  # issue_wit drops a None member: send an explicit null instead
+        claims = json.loads(base64.urlsafe_b64decode(wit.split(".")[1] + "=="))
+        claims["nbf"] = None
+        wit = sign_compact({"alg": world.issuer.key.alg, "typ": "wit+jwt", "kid": world.issuer.kid}, claims, world.issuer.key.key)
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-claim-invalid"
+
+
+async def test_wit_nbf_in_the_future_refused_within_leeway_accepted() -> None:
+    world = World(leeway=5)
+    future = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": NOW + 6})
+    assert (await world.reject(world.headers(world.wpt(wit=future), future))).code == "wit-claim-invalid"
+    near = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": NOW + 5})
+    assert await world.verify(world.headers(world.wpt(wit=near), near))
+    past = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": NOW - 100})
+    assert await world.verify(world.headers(world.wpt(wit=past), past))

@@ -405,3 +405,33 @@ async def test_non_latin1_header_values_are_refused_cleanly(world: World) -> Non
     headers = [(k.decode(), v.decode()) for k, v in world.headers()]
     headers = [(k, v + "\u2603" if k == "workload-proof-token" else v) for k, v in headers]
     assert (await world.reject(headers)).code == "wpt-malformed"
+
+
+# --- numbers out of range and nbf (issue 13, defect 1 and the nbf survivors) ----------------
+
+# Integers float() overflows on, and numbers outside [0, 2**53): no NumericDate of a real token.
+OUT_OF_RANGE = {"1e400": 10**400, "-1e400": -(10**400), "1e20": 10**20, "2**53": 2**53, "-1": -1, "1e308": 1e308, "-0.5": -0.5}
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+@pytest.mark.parametrize("value", OUT_OF_RANGE.values(), ids=OUT_OF_RANGE.keys())
+async def test_wpt_numbers_out_of_range_are_claim_invalid_not_exceptions(profile: str, claim: str, value: Any) -> None:
+    world = World(profile=profile)
+    token = world.wpt(extra_claims={claim: value})
+    assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
+
+
+@pytest.mark.parametrize("bad", ["1800000000", None, True, [1], {"a": 1}], ids=repr)
+async def test_wpt_nbf_must_be_a_number(world: World, bad: Any) -> None:
+    claims = claims_of(world.wpt())
+    claims["nbf"] = bad
+    token = sign_raw(world.key, {"typ": "wpt+jwt"}, claims)
+    assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
+
+
+async def test_wpt_nbf_in_the_future_refused_within_leeway_accepted() -> None:
+    world = World(leeway=5)
+    assert (await world.reject(world.headers(world.wpt(extra_claims={"nbf": NOW + 6})))).code == "wpt-claim-invalid"
+    assert await world.verify(world.headers(world.wpt(extra_claims={"nbf": NOW + 5})))
+    assert await world.verify(world.headers(world.wpt(extra_claims={"nbf": NOW - 30})))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -165,11 +164,18 @@ def request_path(path: str, root_path: str = "") -> str:
 # --- the verifier --------------------------------------------------------------------------
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+# NumericDates (RFC 7519 section 2) are accepted in [0, 2**53): every real date is far inside,
+# and no int of an attacker's choosing ever reaches float() (10**400 overflows it).
+_MAX_NUMERIC_DATE: Final = 2**53
+
+
+def _numeric_date(value: object) -> float | None:
+    """A claim's NumericDate as a float, or None if it is not a number in the sane range."""
+    if type(value) is int:  # not bool, which is an int subclass
+        return float(value) if 0 <= value < _MAX_NUMERIC_DATE else None
+    if type(value) is float:  # NaN fails both comparisons; infinities fail one
+        return value if 0.0 <= value < _MAX_NUMERIC_DATE else None
+    return None
 
 
 def _hash_matches(claim: object, expected: str) -> bool:
@@ -542,7 +548,7 @@ class Verifier:
 
     def _check_exp(self, claims: Mapping[str, Any], now: float, which: str, max_lifetime: float) -> float:
         name = "workload identity token" if which == "wit" else "workload proof token"
-        exp = _number(claims.get("exp"))
+        exp = _numeric_date(claims.get("exp"))
         if exp is None:
             raise Reject(f"{which}-claim-invalid", f"The {name} needs a numeric exp claim.")
         if now >= exp + self.leeway:
@@ -550,7 +556,7 @@ class Verifier:
         if exp - now > max_lifetime + self.leeway:
             raise Reject(f"{which}-lifetime", f"The {name} expires too far in the future.")
         if "nbf" in claims:
-            nbf = _number(claims["nbf"])
+            nbf = _numeric_date(claims["nbf"])
             if nbf is None or now + self.leeway < nbf:
                 raise Reject(f"{which}-claim-invalid", f"The {name} is not valid yet (nbf).")
         return exp
