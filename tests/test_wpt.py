@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from wimse_wpt import (
+    DevIssuer,
     MemoryReplayCache,
     ReplayCacheFull,
     ReplayStoreUnavailable,
     SigningKey,
     VerificationError,
     Verifier,
+    mint_wpt,
 )
 from wimse_wpt.replay import replay_key
 
@@ -329,16 +331,49 @@ async def test_replay_scoped_to_the_sender(world: World) -> None:
     assert (await world.reject(world.headers(world.wpt(jti="same")))).code == "wpt-replayed"
 
 
-async def test_replay_entry_kept_until_exp_plus_leeway() -> None:
+async def test_replay_entry_kept_until_exp_plus_three_leeways() -> None:
+    # ttl = exp - now + 3 * leeway (see test_replay_holds_across_replicas_with_skewed_clocks).
     world = World(leeway=5)
     world.verifier.replay_cache = cache = MemoryReplayCache(timer=lambda: world.now)
     await world.verify(world.headers(world.wpt(jti="j", lifetime=10)))
-    world.now += 14  # exp + leeway is NOW + 15: still a replay
-    assert (await world.reject(world.headers(world.wpt(jti="j", lifetime=10, now=NOW)))).code == "wpt-replayed"
-    world.now += 1  # the entry goes exactly when the token stops being accepted
+    world.now += 24  # exp + 3 * leeway is NOW + 25: still there
+    assert not cache.check_and_record_sync(replay_key(IDENTIFIER, "j"), 1)
+    world.now += 1  # then it goes
     assert cache.check_and_record_sync(replay_key(IDENTIFIER, "j"), 1)
-    assert cache.check_and_record_sync(replay_key(IDENTIFIER, "other-jti"), 1)
-    assert (await world.reject(world.headers(world.wpt(jti="j", lifetime=10, now=NOW)))).code == "wpt-expired"
+
+
+@pytest.mark.parametrize("skew", [2.0, 5.0], ids=["skew-2s", "skew-leeway"])
+@pytest.mark.parametrize("recorded_before_exp", [0.5, 30.0], ids=["late", "early"])
+async def test_replay_holds_across_replicas_with_skewed_clocks(skew: float, recorded_before_exp: float) -> None:
+    """Issue 13, defect 4: two replicas share one store; A's clock is ahead, B's behind.
+
+    B accepts the proof until its own clock reads exp + leeway, i.e. until true time
+    exp + leeway + skew; the entry A recorded must still be there until then."""
+    leeway = 5.0
+    issuer = DevIssuer("example.com")
+    key = SigningKey.generate("ES256")
+    wit = issuer.issue_wit(IDENTIFIER, key, now=NOW)
+    true_time = {"now": NOW}
+    store = MemoryReplayCache(timer=lambda: true_time["now"])  # the store runs on true time
+    options: dict[str, Any] = {"leeway": leeway, "replay_cache": store}
+    replica_a = Verifier({"example.com": issuer.jwks}, [ORIGIN], clock=lambda: true_time["now"] + skew, **options)
+    replica_b = Verifier({"example.com": issuer.jwks}, [ORIGIN], clock=lambda: true_time["now"] - skew, **options)
+    proof = mint_wpt(key, wit, TARGET, now=NOW, lifetime=60)
+    exp = NOW + 60
+    headers = [(b"workload-identity-token", wit.encode()), (b"workload-proof-token", proof.encode())]
+
+    true_time["now"] = exp - recorded_before_exp
+    assert (await replica_a.verify(headers, path="/path")).identifier == IDENTIFIER
+    # The last moment at which B would still accept the proof, were it not recorded:
+    true_time["now"] = exp + leeway + skew - 0.001
+    with pytest.raises(VerificationError) as caught:
+        await replica_b.verify(headers, path="/path")
+    assert caught.value.problem.code == "wpt-replayed"
+    # And once B's clock has passed exp + leeway, it is refused as expired.
+    true_time["now"] = exp + leeway + skew
+    with pytest.raises(VerificationError) as caught:
+        await replica_b.verify(headers, path="/path")
+    assert caught.value.problem.code == "wpt-expired"
 
 
 async def test_full_replay_cache_refuses_instead_of_forgetting() -> None:

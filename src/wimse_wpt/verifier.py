@@ -377,8 +377,9 @@ class Verifier:
             # The signature last among the checks: everything above is cheap, this is not.
             if not wit.key.verify(alg, signing_input, signature):
                 raise Reject("wpt-signature", "The proof is not signed by the WIT's confirmation key.")
-            # Replay last of all, so a refused request never burns a jti.
-            await self._check_replay(wit.identifier, jti, exp + self.leeway - now)
+            # Replay last of all, so a refused request never burns a jti. A recorder up to leeway
+            # ahead, a replica up to leeway behind (accepting until true exp + 2 * leeway): 3 * leeway.
+            await self._check_replay(wit.identifier, jti, exp - now + 3 * self.leeway)
         except Reject as reject:
             problem = Problem.of(reject.code, reject.detail, self.profile)
             raise VerificationError(problem, wit.identifier if wit else None) from None
