@@ -334,3 +334,46 @@ async def test_wit_nbf_in_the_future_refused_within_leeway_accepted() -> None:
     assert await world.verify(world.headers(world.wpt(wit=near), near))
     past = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": NOW - 100})
     assert await world.verify(world.headers(world.wpt(wit=past), past))
+
+
+# --- the clock after a slow key source (issue 13, defect 5) ---------------------------------
+
+
+class SlowKeys:
+    """A key source that answers after `delay` seconds of the test's clock (no real sleep)."""
+
+    generation = 0
+
+    def __init__(self, world: World, delay: float) -> None:
+        self._static = StaticKeys(world.issuer.jwks)
+        self._world, self._delay = world, delay
+
+    async def keys(self) -> KeySet:
+        self._world.now += self._delay
+        return await self._static.keys()
+
+    async def refresh(self) -> KeySet:
+        return await self.keys()
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+async def test_wpt_expiring_while_the_keys_are_fetched_is_refused(profile: str) -> None:
+    world = World(profile=profile)
+    world.verifier = type(world.verifier)(
+        TrustAnchors({"example.com": SlowKeys(world, 3.0)}), ["https://workload.example.com"],
+        profile=profile, clock=lambda: world.now,  # type: ignore[arg-type]
+    )
+    proof = world.wpt(lifetime=1)  # valid when the request arrives, expired 2 s before the keys are
+    assert (await world.reject(world.headers(proof))).code == "wpt-expired"
+    world.now = NOW
+    assert await world.verify(world.headers(world.wpt(lifetime=4)))  # still valid after the wait
+
+
+async def test_wit_expiring_while_the_keys_are_fetched_is_refused() -> None:
+    world = World()
+    world.verifier = type(world.verifier)(
+        TrustAnchors({"example.com": SlowKeys(world, 3.0)}), ["https://workload.example.com"], clock=lambda: world.now
+    )
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, lifetime=1)
+    proof = world.wpt(wit=wit, lifetime=60)
+    assert (await world.reject(world.headers(proof, wit))).code == "wit-expired"

@@ -470,3 +470,16 @@ async def test_wpt_nbf_in_the_future_refused_within_leeway_accepted() -> None:
     assert (await world.reject(world.headers(world.wpt(extra_claims={"nbf": NOW + 6})))).code == "wpt-claim-invalid"
     assert await world.verify(world.headers(world.wpt(extra_claims={"nbf": NOW + 5})))
     assert await world.verify(world.headers(world.wpt(extra_claims={"nbf": NOW - 30})))
+
+
+async def test_wpt_expiring_while_a_slow_replay_store_answers_is_refused() -> None:
+    world = World()
+
+    class SlowStore:
+        async def check_and_record(self, key: bytes, ttl: float) -> bool:
+            world.now += 3.0  # a store that took 3 s of the test's clock
+            return True
+
+    world.verifier.replay_cache = SlowStore()  # type: ignore[assignment]
+    assert (await world.reject(world.headers(world.wpt(lifetime=2)))).code == "wpt-expired"
+    assert await world.verify(world.headers(world.wpt(lifetime=4)))

@@ -352,6 +352,10 @@ class Verifier:
                 # First sight, expired, or the domain's keys changed since: verify it now.
                 wit = None
                 verified = await self._verify_wit(wit_token, now)
+                # The key source may have waited (a JWKS fetch): every later check uses fresh time.
+                now = self._clock()
+                if now >= verified.exp + self.leeway:
+                    raise Reject("wit-expired", "The workload identity token has expired.")
                 self._remember_wit(digest, verified, now)
                 wit = verified
             wpt_token, bearer = self._proof_and_bearer(found)
@@ -380,6 +384,9 @@ class Verifier:
             # Replay last of all, so a refused request never burns a jti. A recorder up to leeway
             # ahead, a replica up to leeway behind (accepting until true exp + 2 * leeway): 3 * leeway.
             await self._check_replay(wit.identifier, jti, exp - now + 3 * self.leeway)
+            # A replay store may have waited too: the proof must still be valid now.
+            if self._clock() >= exp + self.leeway:
+                raise Reject("wpt-expired", "The workload proof token has expired.")
         except Reject as reject:
             problem = Problem.of(reject.code, reject.detail, self.profile)
             raise VerificationError(problem, wit.identifier if wit else None) from None
