@@ -19,6 +19,20 @@ from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
 
 from .anchors import AnchorConfig, TrustAnchors, logger
+from .headers import (
+    AUTHORIZATION,
+    RESERVED_HEADERS,
+    TOKEN_CHARS,
+    TXN_TOKEN,
+    WIT_HEADER,
+    WPT_HEADER,
+    Header,
+    collect,
+    parse_authorization,
+    single,
+    sized,
+    token_fields,
+)
 from .identifiers import parse_identifier
 from .problems import PROFILES, Problem, Profile, Reject, VerificationError
 from .replay import MemoryReplayCache, ReplayCache, ReplayCacheFull, ReplayStoreUnavailable, replay_key
@@ -36,23 +50,15 @@ from .tokens import (
     token_hash,
 )
 
-WIT_HEADER: Final = b"workload-identity-token"
-WPT_HEADER: Final = b"workload-proof-token"
-AUTHORIZATION: Final = b"authorization"
-TXN_TOKEN: Final = b"txn-token"
-#: Header names the verifier owns; none of them can be configured as an ``oth`` header.
-RESERVED_HEADERS: Final = frozenset(
-    h.decode() for h in (WIT_HEADER, WPT_HEADER, AUTHORIZATION, TXN_TOKEN)
-)
-
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # A WebSocket handshake is an HTTP request: ws and wss name the same targets (RFC 6455 3).
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _HEX = "0123456789ABCDEFabcdef"
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
-Header = tuple[bytes | str, bytes | str]
+# What ath binds under wpt-01: an OAuth access token, Bearer (RFC 6750) or DPoP (RFC 9449).
+_ACCESS_TOKEN_SCHEMES = frozenset({b"bearer", b"dpop"})
+_MALFORMED_AUTHORIZATION = "The Authorization field is not an auth-scheme, 1*SP and credentials (RFC 9110 11.4)."
 _BINDING_CLAIMS = frozenset({"ath", "tth", "oth"})
 _NOTHING_BOUND: frozenset[str] = frozenset()
 _HEADER_CACHE_SIZE = 256
@@ -182,16 +188,6 @@ def _hash_matches(claim: object, expected: str) -> bool:
     return isinstance(claim, str) and claim.isascii() and hmac.compare_digest(claim, expected)
 
 
-def _fields(values: list[bytes] | None) -> int:
-    """0, 1, or 2 for "more than one": comma-joined values count as many. (``in`` runs at
-    memchr speed; ``count`` would walk an attacker-sized value byte by byte.)"""
-    if not values:
-        return 0
-    if len(values) > 1 or b"," in values[0]:
-        return 2
-    return 1
-
-
 class Verifier:
     """Verifies the WIT and WPT of one request. Construct once; ``verify`` is async and re-entrant.
 
@@ -305,7 +301,7 @@ class Verifier:
         result = []
         for name in names:
             lowered = name.strip().lower()
-            if not lowered or not set(lowered) <= _TOKEN_CHARS:
+            if not lowered or not set(lowered) <= TOKEN_CHARS:
                 raise ValueError(f"oth header {name!r} is not a valid header field name")
             if lowered in RESERVED_HEADERS:
                 raise ValueError(f"{name!r} cannot be an oth header: ath, tth and wth bind it")
@@ -338,10 +334,10 @@ class Verifier:
         del method  # not bound by wpt-01 or wpt-02
         wit: _VerifiedWIT | None = None
         try:
-            found = self._collect(headers)
+            found = collect(headers, self._wanted)
             now = self._clock()
             # The credential first: until it verifies we have no key to trust.
-            wit_token = self._single(found.get(WIT_HEADER), "wit")
+            wit_token = single(found.get(WIT_HEADER), "wit", self.max_token_bytes)
             digest = hashlib.sha256(wit_token).digest()
             wit = self._wits.get(digest)
             if (
@@ -430,60 +426,29 @@ class Verifier:
 
     # --- headers -----------------------------------------------------------------------------
 
-    def _collect(self, headers: Iterable[Header]) -> dict[bytes, list[bytes]]:
-        found: dict[bytes, list[bytes]] = {}
-        wanted = self._wanted
-        for name, value in headers:
-            if isinstance(name, str):
-                name = name.encode("latin-1", "replace")
-            name = name.lower()
-            if name in wanted:
-                if isinstance(value, str):
-                    try:
-                        value = value.encode("latin-1")
-                    except UnicodeEncodeError:
-                        value = value.encode("utf-8", "replace")  # type: ignore[union-attr]
-                if name in found:
-                    found[name].append(value)
-                else:
-                    found[name] = [value]
-        return found
-
-    def _single(self, values: list[bytes] | None, which: str) -> bytes:
-        count = _fields(values)
-        if count == 0:
-            name = "Workload-Identity-Token" if which == "wit" else "proof"
-            raise Reject(f"{which}-missing", f"The request carries no {name} field.")
-        if count > 1:
-            raise Reject(f"{which}-multiple", "Exactly one field is allowed; comma-joined values count as many.")
-        assert values is not None
-        return self._sized(values[0], which)
-
-    def _sized(self, token: bytes, which: str) -> bytes:
-        # The size first: nothing (not even a hash) runs over an attacker-sized value.
-        if len(token) > self.max_token_bytes:
-            raise Reject(f"{which}-too-large", f"The token exceeds {self.max_token_bytes} bytes.")
-        token = token.strip(b" \t")
-        if not token:
-            raise Reject(f"{which}-malformed", "The field is empty.")
-        return token
-
     def _proof_and_bearer(self, found: dict[bytes, list[bytes]]) -> tuple[bytes, bytes | None]:
-        """The WPT, and under wpt-01 the bearer token that ``ath`` must bind."""
+        """The WPT, and under wpt-01 the access token (Bearer or DPoP) that ``ath`` must bind."""
         authorizations = found.get(AUTHORIZATION)
-        if _fields(authorizations) > 1:
-            raise Reject("authorization-multiple", "Exactly one Authorization field is allowed.")
         credentials = None
         if authorizations:
-            scheme, _, rest = authorizations[0].partition(b" ")
-            credentials = (scheme.lower(), rest.lstrip(b" "))
+            if len(authorizations) > 1:  # field lines: auth-params hold commas (RFC 9110 11.6.2)
+                raise Reject("authorization-multiple", "Exactly one Authorization field is allowed.")
+            credentials = parse_authorization(authorizations[0])
+            if credentials is None:
+                raise Reject("authorization-malformed", _MALFORMED_AUTHORIZATION)
         if self.profile == "wpt-02":
-            if credentials is None or credentials[0] != b"wpt":
+            if credentials is None or credentials.scheme != b"wpt":
                 raise Reject("wpt-missing", "The request carries no Authorization: WPT field.")
-            return self._sized(credentials[1], "wpt"), None
-        token = self._single(found.get(WPT_HEADER), "wpt")
-        bearer = credentials[1].strip(b" \t") if credentials and credentials[0] == b"bearer" else None
-        return token, bearer
+            if credentials.token68 is None:
+                raise Reject("authorization-malformed", "The Authorization field must be WPT and one token.")
+            return sized(credentials.token68, "wpt", self.max_token_bytes), None
+        token = single(found.get(WPT_HEADER), "wpt", self.max_token_bytes)
+        if credentials is None or credentials.scheme not in _ACCESS_TOKEN_SCHEMES:
+            return token, None
+        if credentials.token68 is None:
+            # A lenient downstream parser could still read a token here: refuse, never pass it unbound.
+            raise Reject("authorization-malformed", f"{credentials.scheme.decode()} credentials must be one token68.")
+        return token, credentials.token68
 
     # --- the WIT -----------------------------------------------------------------------------
 
@@ -594,7 +559,7 @@ class Verifier:
         if bearer is not None:
             bound.append("authorization")
         txn = found.get(TXN_TOKEN)
-        if _fields(txn) > 1:
+        if token_fields(txn) > 1:
             raise Reject("txn-token-multiple", "Exactly one Txn-Token field is allowed.")
         txn_token = txn[0].strip(b" \t") if txn else None
         self._check_binding("tth", claims.get("tth"), txn_token, "transaction token")
