@@ -377,3 +377,46 @@ async def test_wit_expiring_while_the_keys_are_fetched_is_refused() -> None:
     wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, lifetime=1)
     proof = world.wpt(wit=wit, lifetime=60)
     assert (await world.reject(world.headers(proof, wit))).code == "wit-expired"
+
+
+# --- claims the WIT validation does not use (wpt-02 section 2.3, workload-creds 5.1.4) -------
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+async def test_unknown_claims_in_the_wit_are_ignored(profile: str) -> None:
+    world = World(profile=profile)
+    unknown = {"x-unknown": {"nested": [1, {"deep": True}]}, "iat": "not a number", "sid": 10**400, "aud": 7}
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims=unknown)
+    workload = await world.verify(world.headers(world.wpt(wit=wit), wit))
+    assert workload.wit_claims["x-unknown"] == unknown["x-unknown"]
+
+
+async def test_wit_iss_is_never_used_to_find_keys() -> None:
+    """Keys come from the trust domain of sub, never from iss: not another configured domain's,
+    and nothing named by iss is fetched."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .servers import serve
+
+    attacker = DevIssuer("example.com")
+    partner = DevIssuer("partner.example")
+    hits: list[str] = []
+
+    async def jwks(request: Request) -> JSONResponse:
+        hits.append(request.url.path)
+        return JSONResponse(attacker.jwks)
+
+    world = World(anchors={"example.com": DevIssuer("example.com").jwks, "partner.example": partner.jwks})
+    with serve(Starlette(routes=[Route("/{path:path}", jwks)])) as origin:
+        for issuer, iss in ((attacker, origin), (attacker, origin + "/.well-known/jwks.json"), (partner, "partner.example"), (partner, "wimse://partner.example")):
+            wit = issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"iss": iss})
+            assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code in ("wit-signature", "wit-key-unknown")
+    assert hits == []
+    # And an honest WIT's iss, whatever it says, changes nothing.
+    honest = DevIssuer("example.com")
+    world = World(anchors={"example.com": honest.jwks})
+    wit = honest.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"iss": "https://elsewhere.example"})
+    assert (await world.verify(world.headers(world.wpt(wit=wit), wit))).trust_domain == "example.com"

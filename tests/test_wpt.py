@@ -150,8 +150,23 @@ async def test_aud_is_never_built_from_host_or_forwarded_headers(world: World) -
     assert (await world.reject(headers)).code == "wpt-audience"
 
 
-async def test_aud_must_be_a_string(world: World) -> None:
-    token = world.wpt(extra_claims={"aud": [TARGET]})
+async def test_aud_as_a_one_element_array_is_the_same_audience(world: World) -> None:
+    # RFC 7519 4.1.3: aud may be an array; a proof is bound to one target, so one element.
+    assert await world.verify(world.headers(world.wpt(extra_claims={"aud": [TARGET]})))
+    assert await world.verify(world.headers(world.wpt(extra_claims={"aud": ["HTTPS://Workload.example.com:443/path"]})))
+    wrong = world.wpt(extra_claims={"aud": [ORIGIN + "/other"]})
+    assert (await world.reject(world.headers(wrong))).code == "wpt-audience"
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [[TARGET, TARGET], [TARGET, ORIGIN + "/other"], [ORIGIN + "/other", TARGET], [], [7], [[TARGET]], 7, None, {"a": TARGET}],
+    ids=["same-twice", "target-first", "target-second", "empty", "number", "nested", "int", "null", "object"],
+)
+async def test_aud_of_several_elements_or_not_strings_refused(world: World, aud: Any) -> None:
+    claims = claims_of(world.wpt())
+    claims["aud"] = aud
+    token = sign_raw(world.key, {"typ": "wpt+jwt"}, claims)
     assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
 
 
@@ -302,9 +317,37 @@ async def test_wpt_02_authorization_scheme() -> None:
     assert (await world.reject(base + [(b"authorization", b"WPT ")])).code == "authorization-malformed"
 
 
-async def test_wpt_02_has_no_bearer_so_ath_is_rejected() -> None:
+async def test_wpt_02_ignores_an_ath_claim() -> None:
+    # wpt-02 section 2.3: ath is no longer defined, so it is an unknown claim, to be ignored.
     world = World(profile="wpt-02")
+    for ath in ("anything", 7, None, {"x": 1}):
+        claims = claims_of(world.wpt())
+        claims["ath"] = ath
+        workload = await world.verify(world.headers(sign_raw(world.key, {"typ": "wpt+jwt"}, claims)))
+        assert workload.bound_tokens == frozenset()
+        assert workload.wpt_claims["ath"] == ath
+
+
+async def test_wpt_01_refuses_an_ath_without_an_access_token(world: World) -> None:
     assert (await world.reject(world.headers(world.wpt(bearer="anything")))).code == "ath-unexpected"
+
+
+UNKNOWN_CLAIMS: dict[str, Any] = {
+    "x-unknown": {"nested": [1, {"deep": True}]},
+    "iat": "not even a number",
+    "sid": 10**400,
+    "cnf2": None,
+    "iss": 42,
+    "sub": 42,
+}
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+async def test_unknown_claims_in_the_wpt_are_ignored(profile: str) -> None:
+    world = World(profile=profile)
+    workload = await world.verify(world.headers(world.wpt(extra_claims=UNKNOWN_CLAIMS)))
+    assert workload.wpt_claims["x-unknown"] == UNKNOWN_CLAIMS["x-unknown"]
+    assert workload.identifier == IDENTIFIER  # a sub in the WPT names nobody
 
 
 # --- replay --------------------------------------------------------------------------------

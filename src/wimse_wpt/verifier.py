@@ -535,8 +535,10 @@ class Verifier:
         return exp
 
     def _check_audience(self, aud: object, path: str, route_audiences: Iterable[str]) -> None:
+        if type(aud) is list and len(aud) == 1:
+            aud = aud[0]  # RFC 7519 4.1.3 allows an array; a proof is bound to one target
         if not isinstance(aud, str):
-            raise Reject("wpt-claim-invalid", "The aud claim must be a string.")
+            raise Reject("wpt-claim-invalid", "The aud claim must be a string or an array of one string.")
         target = aud.partition("?")[0].partition("#")[0]
         for origin in self.origins:
             if target == origin + path:
@@ -554,8 +556,10 @@ class Verifier:
         self, claims: Mapping[str, Any], found: dict[bytes, list[bytes]], bearer: bytes | None
     ) -> frozenset[str]:
         bound: list[str] = []
-        # ath: the access token (wpt-01 only; under wpt-02 Authorization carries the WPT).
-        self._check_binding("ath", claims.get("ath"), bearer, "access token")
+        # ath: the access token. Under wpt-02 Authorization carries the WPT and ath is not
+        # defined: an unknown claim, ignored (wpt-02 section 2.3).
+        if self.profile == "wpt-01":
+            self._check_binding("ath", claims.get("ath"), bearer, "access token")
         if bearer is not None:
             bound.append("authorization")
         txn = found.get(TXN_TOKEN)
