@@ -420,3 +420,35 @@ async def test_wit_iss_is_never_used_to_find_keys() -> None:
     world = World(anchors={"example.com": honest.jwks})
     wit = honest.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"iss": "https://elsewhere.example"})
     assert (await world.verify(world.headers(world.wpt(wit=wit), wit))).trust_domain == "example.com"
+
+
+# --- tests for the checks mutation testing found unguarded (issue 13) -----------------------
+
+
+@pytest.mark.parametrize("b64_value", [False, True, "false"])
+async def test_b64_alone_in_the_wit_header_is_refused(world: World, b64_value: Any) -> None:
+    # RFC 7797: b64 false changes what is signed; without crit it must not be honoured either.
+    claims = json.loads(base64.urlsafe_b64decode(world.wit.split(".")[1] + "=="))
+    wit = sign_raw(world.issuer.key, {"typ": "wit+jwt", "kid": world.issuer.kid, "b64": b64_value}, claims)
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-crit"
+
+
+async def test_es256_wit_signature_with_a_zero_byte_inserted_is_refused() -> None:
+    # r || 0x00 || s decodes to the same (r, s) if the length is not checked: one observed WIT
+    # would yield many distinct valid WIT strings (each a verify and a WIT-cache slot).
+    world = World("ES256", "Ed25519")
+    head, body, signature = world.wit.split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    for forged in (raw[:32] + b"\x00" + raw[32:], b"\x00" + raw, raw + b"\x00"):
+        wit = f"{head}.{body}.{b64(forged)}"
+        assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-signature"
+    assert await world.verify()
+
+
+async def test_confirmation_key_alg_outside_the_allow_list_is_wit_cnf() -> None:
+    # Refused because RS256 is not allowed here, before any key import: a verifier limited to
+    # ES256 must never accept an RS256 proof, whatever the key import would have said.
+    world = World("ES256", "RS256", algorithms=["ES256"])
+    problem = await world.reject(world.headers())
+    assert problem.code == "wit-cnf"
+    assert "not an allowed algorithm" in problem.detail

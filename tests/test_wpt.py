@@ -150,6 +150,33 @@ async def test_aud_is_never_built_from_host_or_forwarded_headers(world: World) -
     assert (await world.reject(headers)).code == "wpt-audience"
 
 
+# Reserved characters percent-encoded are different data (RFC 3986 2.2, 6.2.2.2): never decoded.
+RESERVED_PAIRS = [
+    ("/files/a/b", "/files/a%2Fb"),
+    ("/files/a/b", "/files/a%2fb"),
+    ("/files/a%3Fb", "/files/a"),  # an aud with a real "?" is /files/a plus a query
+    ("/files/a%2541", "/files/aA"),  # %25 is "%": decoding twice would give %41, then "A"
+    ("/files/a%2541", "/files/a%41"),
+    ("/files/a%23b", "/files/a"),  # "#" starts a fragment
+]
+
+
+@pytest.mark.parametrize("aud_path,request_path", RESERVED_PAIRS + [(b, a) for a, b in RESERVED_PAIRS], ids=str)
+async def test_reserved_percent_encodings_are_never_decoded(world: World, aud_path: str, request_path: str) -> None:
+    token = world.wpt(aud=ORIGIN + aud_path)
+    assert (await world.reject(world.headers(token), path=request_path)).code == "wpt-audience"
+
+
+@pytest.mark.parametrize(
+    "aud_path,request_path",
+    [("/files/a%2Fb", "/files/a%2fb"), ("/files/a%2fb", "/files/a%2Fb"), ("/files/a%2541", "/files/a%2541"), ("/files/%61", "/files/a")],
+    ids=["hex-case-1", "hex-case-2", "same-escape", "unreserved-decoded"],
+)
+async def test_percent_encodings_compare_after_normalization(world: World, aud_path: str, request_path: str) -> None:
+    token = world.wpt(aud=ORIGIN + aud_path)
+    assert (await world.verify(world.headers(token), path=request_path)).identifier == IDENTIFIER
+
+
 async def test_aud_as_a_one_element_array_is_the_same_audience(world: World) -> None:
     # RFC 7519 4.1.3: aud may be an array; a proof is bound to one target, so one element.
     assert await world.verify(world.headers(world.wpt(extra_claims={"aud": [TARGET]})))
@@ -527,3 +554,19 @@ async def test_wpt_expiring_while_a_slow_replay_store_answers_is_refused() -> No
     world.verifier.replay_cache = SlowStore()  # type: ignore[assignment]
     assert (await world.reject(world.headers(world.wpt(lifetime=2)))).code == "wpt-expired"
     assert await world.verify(world.headers(world.wpt(lifetime=4)))
+
+
+@pytest.mark.parametrize("b64_value", [False, True])
+async def test_b64_alone_in_the_wpt_header_is_refused(world: World, b64_value: bool) -> None:
+    token = sign_raw(world.key, {"typ": "wpt+jwt", "b64": b64_value}, claims_of(world.wpt()))
+    assert (await world.reject(world.headers(token))).code == "wpt-crit"
+
+
+async def test_es256_wpt_signature_with_a_zero_byte_inserted_is_refused() -> None:
+    world = World("Ed25519", "ES256")
+    head, body, signature = world.wpt().split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    for forged in (raw[:32] + b"\x00" + raw[32:], b"\x00" + raw, raw + b"\x00"):
+        token = f"{head}.{body}." + base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+        assert (await world.reject(world.headers(token))).code == "wpt-signature"
+    assert await world.verify(world.headers(f"{head}.{body}.{signature}"))
