@@ -411,7 +411,9 @@ async def test_wit_iss_is_never_used_to_find_keys() -> None:
 
     world = World(anchors={"example.com": DevIssuer("example.com").jwks, "partner.example": partner.jwks})
     with serve(Starlette(routes=[Route("/{path:path}", jwks)])) as origin:
-        for issuer, iss in ((attacker, origin), (attacker, origin + "/.well-known/jwks.json"), (partner, "partner.example"), (partner, "wimse://partner.example")):
+        named = [(attacker, origin), (attacker, origin + "/.well-known/jwks.json")]
+        named += [(partner, "partner.example"), (partner, "wimse://partner.example")]
+        for issuer, iss in named:
             wit = issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"iss": iss})
             assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code in ("wit-signature", "wit-key-unknown")
     assert hits == []

@@ -169,7 +169,12 @@ async def test_reserved_percent_encodings_are_never_decoded(world: World, aud_pa
 
 @pytest.mark.parametrize(
     "aud_path,request_path",
-    [("/files/a%2Fb", "/files/a%2fb"), ("/files/a%2fb", "/files/a%2Fb"), ("/files/a%2541", "/files/a%2541"), ("/files/%61", "/files/a")],
+    [
+        ("/files/a%2Fb", "/files/a%2fb"),
+        ("/files/a%2fb", "/files/a%2Fb"),
+        ("/files/a%2541", "/files/a%2541"),
+        ("/files/%61", "/files/a"),
+    ],
     ids=["hex-case-1", "hex-case-2", "same-escape", "unreserved-decoded"],
 )
 async def test_percent_encodings_compare_after_normalization(world: World, aud_path: str, request_path: str) -> None:
