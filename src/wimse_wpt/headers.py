@@ -129,3 +129,33 @@ def _is_auth_params(text: bytes) -> bool:
         if separator is None:
             return False
         position = separator.end()
+
+
+# What ath binds under wpt-01: an OAuth access token, Bearer (RFC 6750) or DPoP (RFC 9449).
+_ACCESS_TOKEN_SCHEMES: Final = frozenset({b"bearer", b"dpop"})
+_MALFORMED: Final = "The Authorization field is not an auth-scheme, 1*SP and credentials (RFC 9110 11.4)."
+
+
+def proof_and_access_token(found: Found, profile: str, max_bytes: int) -> tuple[bytes, bytes | None]:
+    """The WPT, and under wpt-01 the access token (Bearer or DPoP) that ``ath`` must bind."""
+    authorizations = found.get(AUTHORIZATION)
+    credentials = None
+    if authorizations:
+        if len(authorizations) > 1:  # field lines: auth-params hold commas (RFC 9110 11.6.2)
+            raise Reject("authorization-multiple", "Exactly one Authorization field is allowed.")
+        credentials = parse_authorization(authorizations[0])
+        if credentials is None:
+            raise Reject("authorization-malformed", _MALFORMED)
+    if profile == "wpt-02":
+        if credentials is None or credentials.scheme != b"wpt":
+            raise Reject("wpt-missing", "The request carries no Authorization: WPT field.")
+        if credentials.token68 is None:
+            raise Reject("authorization-malformed", "The Authorization field must be WPT and one token.")
+        return sized(credentials.token68, "wpt", max_bytes), None
+    token = single(found.get(WPT_HEADER), "wpt", max_bytes)
+    if credentials is None or credentials.scheme not in _ACCESS_TOKEN_SCHEMES:
+        return token, None
+    if credentials.token68 is None:
+        # A lenient downstream parser could still read a token here: refuse, never pass it unbound.
+        raise Reject("authorization-malformed", f"{credentials.scheme.decode()} credentials must be one token68.")
+    return token, credentials.token68
