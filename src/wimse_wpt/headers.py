@@ -83,16 +83,15 @@ def single(values: list[bytes] | None, which: str, max_bytes: int) -> bytes:
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # The fast path: a scheme alone, or a scheme, 1*SP and a token68 (Bearer, DPoP, WPT, Basic...).
-_SCHEME_TOKEN68 = re.compile(rb"(" + _TCHAR + rb"+)(?: +([A-Za-z0-9\-._~+/]+=*))?")
-_SCHEME_REST = re.compile(rb"(" + _TCHAR + rb"+) +(.+)", re.DOTALL)
+_SCHEME_TOKEN68 = re.compile(rb"(" + _TCHAR + rb"++)(?: ++([A-Za-z0-9\-._~+/]++=*+))?+")
 # auth-param = token BWS "=" BWS ( token / quoted-string ). Leniency, for schemes this library
 # never reads: an unquoted value may hold any visible character but `"` and `,` (AWS SigV4
-# sends `/` and `;` unquoted). No alternative overlaps another, so matching stays linear.
-_AUTH_PARAM = re.compile(
-    _TCHAR + rb'+[ \t]*=[ \t]*(?:[!#-+\--~\x80-\xff]+|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*")'
+# sends `/` and `;` unquoted). #auth-param may hold empty elements (RFC 9110 5.6.1). No two
+# alternatives overlap and every repeat is possessive: one linear pass, even on failure.
+_AUTH_PARAM = _TCHAR + rb'++[ \t]*+=[ \t]*+(?:[!#-+\--~\x80-\xff]++|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*+")'
+_SCHEME_AUTH_PARAMS = re.compile(
+    rb"(" + _TCHAR + rb"++) ++(?:,[ \t]*+)*+(?:" + _AUTH_PARAM + rb"(?:[ \t]*+,(?:[ \t]*+" + _AUTH_PARAM + rb")?+)*+)?+"
 )
-_EMPTY_ELEMENTS = re.compile(rb"[ \t]*(?:,[ \t]*)*")  # a list may hold empty elements (RFC 9110 5.6.1)
-_LIST_SEPARATOR = re.compile(rb"[ \t]*,")
 
 
 class Credentials(NamedTuple):
@@ -106,29 +105,10 @@ def parse_authorization(value: bytes) -> Credentials | None:
     match = _SCHEME_TOKEN68.fullmatch(value)
     if match is not None:
         return Credentials(match.group(1).lower(), match.group(2))
-    match = _SCHEME_REST.fullmatch(value)
-    if match is None or not _is_auth_params(match.group(2)):
+    match = _SCHEME_AUTH_PARAMS.fullmatch(value)
+    if match is None:
         return None
     return Credentials(match.group(1).lower(), None)
-
-
-def _is_auth_params(text: bytes) -> bool:
-    """True for ``#auth-param``: params separated by commas, with optional empty elements."""
-    position, end = 0, len(text)
-    while True:
-        position = _EMPTY_ELEMENTS.match(text, position).end()  # type: ignore[union-attr]
-        if position == end:
-            return True
-        param = _AUTH_PARAM.match(text, position)
-        if param is None:
-            return False
-        position = param.end()
-        if position == end:
-            return True
-        separator = _LIST_SEPARATOR.match(text, position)
-        if separator is None:
-            return False
-        position = separator.end()
 
 
 # What ath binds under wpt-01: an OAuth access token, Bearer (RFC 6750) or DPoP (RFC 9449).
