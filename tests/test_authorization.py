@@ -21,6 +21,8 @@ SIGV4 = (
 # each could be read by a lenient downstream parser as a token the WPT does not bind.
 MALFORMED = {
     "tab-after-scheme": "Bearer\tat-123",
+    "tab-before-params": 'Digest\tusername="a", realm="b"',
+    "tab-before-token68": "Basic\tQWxhZGRpbjpvcGVuIHNlc2FtZQ==",
     "tab-and-space": "Bearer\t at-123",
     "vertical-tab": "Bearer\x0bat-123",
     "no-space": "Bearerat-123=x",

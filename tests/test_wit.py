@@ -454,3 +454,10 @@ async def test_confirmation_key_alg_outside_the_allow_list_is_wit_cnf() -> None:
     problem = await world.reject(world.headers())
     assert problem.code == "wit-cnf"
     assert "not an allowed algorithm" in problem.detail
+
+
+async def test_trust_domain_is_refused_before_any_other_claim_is_read(world: World) -> None:
+    # Nothing of a WIT from an untrusted domain is looked at further (not exp, not cnf).
+    other = DevIssuer("other.example")
+    wit = other.issue_wit("wimse://other.example/w", world.key, now=NOW - 7200, claims={"cnf": None, "exp": "x"})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-trust-domain"

@@ -575,3 +575,22 @@ async def test_es256_wpt_signature_with_a_zero_byte_inserted_is_refused() -> Non
         token = f"{head}.{body}." + base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
         assert (await world.reject(world.headers(token))).code == "wpt-signature"
     assert await world.verify(world.headers(f"{head}.{body}.{signature}"))
+
+
+async def test_a_cached_wpt_header_still_gets_every_structural_check(world: World) -> None:
+    """The header of a WPT that passed is remembered; the next tokens with that header must
+    still be three non-empty parts and within max_token_bytes."""
+    assert await world.verify()  # the header is now cached
+    head, body, signature = world.wpt().split(".")
+    for bad in (f"{head}.{body}.", f"{head}..{signature}", f"{head}.{body}.{signature}.{signature}", f"{head}.{body}"):
+        assert (await world.reject(world.headers(bad))).code == "wpt-malformed", bad
+    big = world.wpt(extra_claims={"pad": "x" * 9000})  # validly signed, with the cached header
+    assert big.split(".")[0] == head
+    assert (await world.reject(world.headers(big))).code == "wpt-too-large"
+
+
+async def test_a_cached_wpt_header_does_not_lift_the_size_cap_under_wpt_02() -> None:
+    world = World(profile="wpt-02")
+    assert await world.verify()
+    big = world.wpt(extra_claims={"pad": "x" * 9000})
+    assert (await world.reject(world.headers(big))).code == "wpt-too-large"
