@@ -78,14 +78,16 @@ class Verifier:
         trust_anchors: :class:`TrustAnchors`, or a mapping of trust domain to JWKS / key sources.
         origins: the trusted origins of this service (``https://api.example.com``); the
             expected ``aud`` is built from them and the request path, never from ``Host``.
-        profile: ``"wpt-01"`` (``Workload-Proof-Token`` header, ``ath``, 400 problems) or
+        profile: ``"wpt-01"`` (``Workload-Proof-Token`` header, ``ath`` over a Bearer or DPoP
+            access token, 400 problems) or
             ``"wpt-02"`` (``Authorization: WPT``, 401 problems).
         replay_cache: where ``(workload, jti)`` pairs are kept; default a
             :class:`MemoryReplayCache`.
         audiences: deployment-wide aliases accepted as ``aud`` besides the target URI.
         oth_headers: header names whose tokens an ``oth`` claim may bind (and must, when sent).
         algorithms: allowed JWS algorithms for WITs and WPTs (asymmetric only).
-        leeway: seconds of clock skew tolerated on ``exp`` (default 0).
+        leeway: seconds of clock skew tolerated on ``exp`` and ``nbf`` (default 0); replay
+            entries are kept 3 × leeway past ``exp``, for replicas skewed either way.
         max_wpt_lifetime: reject a WPT whose ``exp`` is further away than this (seconds).
         max_wit_lifetime: reject a WIT whose ``exp`` is further away than this (seconds).
         max_token_bytes: cap on each WIT and WPT, checked before any parsing.
