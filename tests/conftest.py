@@ -58,6 +58,9 @@ class World:
 
     def wpt(self, aud: str = TARGET, wit: str | None = None, key: SigningKey | None = None, **options: Any) -> str:
         options.setdefault("now", self.now)
+        # A forging tool: expired or malformed WITs and plain-http audiences on purpose.
+        options.setdefault("allow_expired_wit", True)
+        options.setdefault("allow_insecure", True)
         return mint_wpt(key or self.key, wit or self.wit, aud, **options)
 
     def headers(self, wpt: str | None = None, wit: str | None = None, *extra: tuple[str, str]) -> list[tuple[bytes, bytes]]:
