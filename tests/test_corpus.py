@@ -438,6 +438,15 @@ for _name, _make, _opts in [
     ("RSA-2047", _rsa_jwk(2047), {}),
     ("RSA-exponent-1", _edit(_rsa_jwk(2048), e=b64(b"\x01")), {}),
     ("not-an-object", lambda f: "jwk", {}),  # type: ignore[arg-type,return-value]
+    # Found by test_properties: an unhashable kty raised TypeError (a 500) before any signature check.
+    ("kty-list", _edit(_ec_jwk, kty=[]), {}),
+    ("kty-object", _edit(_ec_jwk, kty={"a": 1}), {}),
+    ("crv-list", _edit(_ec_jwk, crv=["Ed25519"]), {}),
+    ("alg-list", _edit(_ec_jwk, alg=["Ed25519"]), {}),
+    ("use-list", _edit(_ec_jwk, use=["sig"]), {}),
+    ("kid-object", _edit(_ec_jwk, kid={"a": 1}), {}),
+    ("x-number", _edit(_ec_jwk, x=1), {}),
+    ("key-ops-object", _edit(_ec_jwk, key_ops={"verify": 1}), {}),
 ]:
     case(f"wit-cnf-{_name}", **_opts)(_cnf_case(_make))
 
