@@ -123,3 +123,15 @@ def redis_url() -> str:
             pytest.fail(f"Redis at REDIS_URL is required but unreachable: {exc}")
         pytest.skip(f"Redis at REDIS_URL is unreachable: {exc}")
     return url
+
+
+# --- hypothesis profiles (h4: tests/test_properties.py) -------------------------------------------
+# `make test` runs a bounded, derandomized profile (the same examples every run: no flaky CI);
+# `make fuzz` sets HYPOTHESIS_PROFILE=fuzz for a long random search.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("wimse-test", max_examples=60, deadline=None, derandomize=True, suppress_health_check=_HEALTH,
+                          print_blob=True)
+settings.register_profile("fuzz", max_examples=5000, deadline=None, suppress_health_check=_HEALTH, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "wimse-test"))
