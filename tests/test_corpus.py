@@ -845,6 +845,9 @@ def _value(which: str, transform: Callable[[bytes], bytes], code: Expected) -> B
         wit, wpt = f.world.wit.encode(), f.world.wpt().encode()
         if which == "wit":
             return f.send(transform(wit), wpt), code
+        if f.world.profile == "wpt-02" and not transform(wpt).strip():
+            # "Authorization: WPT " with nothing after it may also read as no WPT credential.
+            return f.send(wit, transform(wpt)), frozenset({code, "wpt-missing"}) if isinstance(code, str) else code
         return f.send(wit, transform(wpt)), code
 
     return build
@@ -856,7 +859,6 @@ def _fold(token: bytes) -> bytes:
 
 for _which in ("wit", "wpt"):
     _mal: Expected = f"{_which}-malformed"
-    _mal_or_auth: Expected = frozenset({_mal, "authorization-malformed"}) if _which == "wpt" else _mal
     for _name, _transform, _code in [
         ("obs-fold", _fold, _mal),
         ("obs-fold-tab", lambda t: t[:40] + b"\r\n\t" + t[40:], _mal),
@@ -868,9 +870,9 @@ for _which in ("wit", "wpt"):
         ("trailing-nul", lambda t: t + b"\x00", _mal),
         ("del-byte", lambda t: t + b"\x7f", _mal),
         ("surrounding-spaces", lambda t: b"  " + t + b" \t", ACCEPTED),
-        ("quoted", lambda t: b'"' + t + b'"', _mal_or_auth),
-        ("empty", lambda t: b"", _mal_or_auth),
-        ("only-spaces", lambda t: b"   ", _mal_or_auth),
+        ("quoted", lambda t: b'"' + t + b'"', _mal),
+        ("empty", lambda t: b"", _mal),
+        ("only-spaces", lambda t: b"   ", _mal),
     ]:
         profiles = PROFILES if _which == "wit" or _name not in ("surrounding-spaces",) else ("wpt-01",)
         case(f"{_which}-value-{_name}", profiles=profiles)(_value(_which, _transform, _code))
@@ -1065,6 +1067,10 @@ def check_answer(profile: str, expected: Expected, status: int, headers: dict[by
     assert headers.get(b"content-type") == b"application/problem+json", (status, body[:200])
     problem = json.loads(body)
     allowed = {expected} if isinstance(expected, str) else set(expected) - {ACCEPTED}
+    if profile == "wpt-02" and "wpt-malformed" in allowed:
+        # Under wpt-02 the WPT is the Authorization field's credentials: bytes that are not
+        # token68 may be refused as a malformed field (RFC 9110 11.4) before the token is read.
+        allowed.add("authorization-malformed")
     assert problem["code"] in allowed, problem
     assert problem["code"] in CATALOG
     assert status == problem["status"] == status_for(CATALOG[problem["code"]][0], profile)  # type: ignore[arg-type]
