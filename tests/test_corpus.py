@@ -1133,7 +1133,7 @@ async def test_every_hmac_encoding_of_the_anchor_key_is_refused(sink: Sink) -> N
 
 
 @contextlib.contextmanager
-def real_service(profile: str) -> Iterator[tuple[str, DevIssuer, SigningKey, str]]:
+def real_service(profile: str, capture: logging.Handler) -> Iterator[tuple[str, DevIssuer, SigningKey, str]]:
     issuer, key = DevIssuer("example.com"), SigningKey.generate("ES256")
     from .servers import free_port
 
@@ -1141,7 +1141,16 @@ def real_service(profile: str) -> Iterator[tuple[str, DevIssuer, SigningKey, str
     origin = f"http://127.0.0.1:{port}"
     verifier = Verifier({"example.com": issuer.jwks}, [origin], profile=profile)  # type: ignore[arg-type]
     with serve(make_app(verifier), port=port) as url:
-        yield url, issuer, key, issuer.issue_wit(IDENTIFIER, key)
+        # uvicorn's loggers do not propagate to the root (where caplog listens): listen on them
+        # too, after the server has configured them, so a traceback it logs is checked as well.
+        servers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+        for server_logger in servers:
+            server_logger.addHandler(capture)
+        try:
+            yield url, issuer, key, issuer.issue_wit(IDENTIFIER, key)
+        finally:
+            for server_logger in servers:
+                server_logger.removeHandler(capture)
 
 
 def raw_request(origin: str, head: bytes) -> bytes:
@@ -1171,7 +1180,7 @@ def raw_request(origin: str, head: bytes) -> bytes:
 def test_through_real_uvicorn(profile: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     credential = 401 if profile == "wpt-02" else 400
-    with real_service(profile) as (origin, issuer, key, wit):
+    with real_service(profile, caplog.handler) as (origin, issuer, key, wit):
         target = origin + "/path"
 
         def fields(wpt: str, wit_value: str = wit) -> dict[str, str]:
@@ -1207,7 +1216,7 @@ def test_through_real_uvicorn(profile: str, caplog: pytest.LogCaptureFixture) ->
 @pytest.mark.parametrize("profile", PROFILES)
 def test_raw_bytes_through_real_uvicorn(profile: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    with real_service(profile) as (origin, _, key, wit):
+    with real_service(profile, caplog.handler) as (origin, _, key, wit):
         target = origin + "/path"
         # Bytes no client library would send, straight onto the socket: the server or the
         # middleware refuses them; never a 500, never an echo.
