@@ -177,7 +177,8 @@ def test_every_rejection_class_is_a_problem(service: Service) -> None:
         forged = {**headers, "Workload-Proof-Token": mint_wpt(other, wit, target)}
         assert_problem(client.post("/path", headers=forged), 400, "wpt-signature")
         expired_wit = service.issuer.issue_wit(IDENTIFIER, key, lifetime=-10)
-        old = {"Workload-Identity-Token": expired_wit, "Workload-Proof-Token": mint_wpt(key, expired_wit, target)}
+        old_wpt = mint_wpt(key, expired_wit, target, allow_expired_wit=True)
+        old = {"Workload-Identity-Token": expired_wit, "Workload-Proof-Token": old_wpt}
         assert_problem(client.post("/path", headers=old), 400, "wit-expired")
         untrusted = DevIssuer("other.example").issue_wit("wimse://other.example/x", key)
         foreign = {"Workload-Identity-Token": untrusted, "Workload-Proof-Token": mint_wpt(key, untrusted, target)}
