@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
+from .coexistence import BearerCoexistence
 from .identifiers import IdentifierPattern
 from .middleware import (
     SCOPE_KEY,
@@ -35,8 +36,10 @@ from .middleware import (
     log_rejection,
     verified_workload,
 )
+from .observability import Hook, Observers
 from .paths import PathPattern, PathPolicy
 from .problems import Problem, VerificationError
+from .settings import Mode
 from .verifier import VerifiedWorkload, Verifier
 
 
@@ -126,15 +129,22 @@ def install(
     allow: Iterable[str] = (),
     strip_credentials: bool = True,
     path_policy: PathPolicy | None = None,
+    mode: Mode = "enforce",
+    observers: Iterable[Hook] | Observers = (),
+    bearer: BearerCoexistence | None = None,
 ) -> None:
-    """Add :class:`WPTMiddleware` to ``app`` and render the dependencies' refusals as problems."""
+    """Add :class:`WPTMiddleware` to ``app`` and render the dependencies' refusals as problems.
+    The options are the middleware's (see :class:`~wimse_wpt.middleware.WPTMiddleware`)."""
     options: dict[str, Any] = {
         "verifier": verifier,
         "exclude": [exclude] if isinstance(exclude, str) else list(exclude),
         "routes": list(routes),
-        "allow": list(allow),
+        "allow": [allow] if isinstance(allow, str) else list(allow),
         "strip_credentials": strip_credentials,
         "path_policy": path_policy,
+        "mode": mode,
+        "observers": observers if isinstance(observers, Observers) else Observers(observers),
+        "bearer": bearer,
     }
     app.add_middleware(WPTMiddleware, **options)
     app.add_exception_handler(VerificationError, problem_handler)
