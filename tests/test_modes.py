@@ -180,3 +180,19 @@ def test_optional_route_under_an_enforcing_default() -> None:
         assert httpx.get(app.origin + "/open").json()["workload"] is None
         assert_problem(httpx.get(app.origin + "/path"), 400, "wit-missing")
 
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+def test_report_only_leaves_the_apps_own_bearer_auth_alone(profile: str) -> None:
+    # Before the migration the app authenticates callers by their bearer token: report-only
+    # must not take that header away (under wpt-02 Authorization also carries the WPT).
+    with running(profile, mode="report-only") as app:
+        body = httpx.get(app.origin + "/path", headers={"authorization": "Bearer app-token"}).json()
+        assert "authorization" in body["headers"] and body["workload"] is None
+        key = SigningKey.generate("ES256")
+        wit = app.issuer.issue_wit(CALLER, key)
+        wpt = mint_wpt(key, wit, "https://elsewhere.example/path")  # fails: wrong aud
+        field = ("authorization", f"WPT {wpt}") if profile == "wpt-02" else ("workload-proof-token", wpt)
+        body = httpx.get(app.origin + "/path", headers=[("workload-identity-token", wit), field]).json()
+    assert body["workload"] is None
+    assert not {"workload-identity-token", "workload-proof-token", "authorization"} & set(body["headers"])

@@ -93,6 +93,15 @@ _STRICTNESS: Final = {"report-only": 0, "optional": 1, "enforce": 2}
 AMBIGUOUS_ROUTE: Final = "(ambiguous path)"
 DEFAULT_ROUTE: Final = "*"
 _WIMSE_HEADERS: Final = frozenset({WIT_HEADER, WPT_HEADER})
+
+
+def _is_wimse_field(header: tuple[bytes, bytes]) -> bool:
+    name = header[0].lower()
+    if name == AUTHORIZATION:
+        return header[1].strip(b" \t").partition(b" ")[0].split(b"\t", 1)[0].lower() == b"wpt"
+    return name in _WIMSE_HEADERS
+
+
 #: Read only when observers are configured (events carry the verification time).
 _clock = time.perf_counter
 
@@ -295,8 +304,10 @@ class WPTMiddleware:
         except Exception as exc:
             seen = route_path(scope.get("path", ""), scope.get("root_path", ""))
             log_internal_error(scope, exc, seen)
-            mode = "report-only" if self._ambiguous_passes else "enforce"
-            await self._refuse(scope, receive, send, self._internal, None, seen, AMBIGUOUS_ROUTE, mode, started, True)
+            if self._ambiguous_passes:
+                await self._let_through(scope, receive, send, self._internal, None, seen, AMBIGUOUS_ROUTE, started, True)
+                return
+            await self._refuse(scope, receive, send, self._internal, None, seen, AMBIGUOUS_ROUTE, "enforce", started, True)
             return
         scope = dict(scope)
         if where.rewritten is not None:  # the app serves the normalised path the rules judged
@@ -369,8 +380,7 @@ class WPTMiddleware:
             if name in _WIMSE_HEADERS:
                 return None
             if name == AUTHORIZATION:
-                scheme, _, rest = value.strip(b" \t").partition(b" ")
-                if scheme.split(b"\t", 1)[0].lower() == b"wpt":
+                if _is_wimse_field((name, value)):
                     return None
                 authorizations.append(value)
         if len(authorizations) != 1:
@@ -502,8 +512,11 @@ class WPTMiddleware:
         if not logged:
             log_rejection(scope, problem, identifier, path, event=event)
         scope = dict(scope)
+        scope[SCOPE_KEY] = self._judged
         if self._strip:
-            scope["headers"] = [h for h in scope["headers"] if h[0] not in self._strip]
+            # The WIMSE credentials only: an Authorization field of another scheme (the app's
+            # own bearer auth, still in use while this is report-only) reaches the app as sent.
+            scope["headers"] = [h for h in scope["headers"] if not _is_wimse_field(h)]
         scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
         await self.app(scope, receive, send)
 
