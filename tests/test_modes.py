@@ -175,6 +175,12 @@ def test_optional_passes_a_bearer_only_request_unauthenticated_without_a_coexist
     assert body["workload"] is None and body["user"] is None and "authorization" in body["headers"]
 
 
+def test_optional_passes_authorization_fields_of_other_schemes(optional: App) -> None:
+    fields = [("authorization", "Basic dTpw"), ("authorization", "Bearer abc")]
+    response = httpx.post(optional.origin + "/path", headers=fields)
+    assert response.status_code == 200 and response.json()["user"] is None
+
+
 def test_optional_route_under_an_enforcing_default() -> None:
     with running(routes=[RouteRule("/open", mode="optional")]) as app:
         assert httpx.get(app.origin + "/open").json()["workload"] is None
