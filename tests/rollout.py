@@ -11,7 +11,8 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from wimse_wpt import DevIssuer, SigningKey, Verifier, WPTAuth
 from wimse_wpt.middleware import WPTMiddleware, verified_workload
@@ -33,6 +34,13 @@ async def seen(request: Request) -> JSONResponse:
     })
 
 
+async def ws(websocket: WebSocket) -> None:
+    workload = verified_workload(websocket.scope)
+    await websocket.accept()
+    await websocket.send_json({"workload": workload.identifier if workload else None})
+    await websocket.close()
+
+
 PATHS = ["/path", "/admin", "/admin/", "/admin/x", "/open", "/items/{id}", "/healthz", "/public/{p:path}", "/{p:path}"]
 
 
@@ -45,7 +53,8 @@ class App:
         self.issuer = DevIssuer("example.com")
         self.profile = profile
         self.verifier = Verifier({"example.com": self.issuer.jwks}, [self.origin], profile=profile)  # type: ignore[arg-type]
-        routes = [Route(p, seen, methods=["GET", "POST"]) for p in PATHS]
+        routes: list[Any] = [WebSocketRoute("/ws", ws)]
+        routes += [Route(p, seen, methods=["GET", "POST"]) for p in PATHS]
         self.app = WPTMiddleware(Starlette(routes=routes), self.verifier, **options)
 
     def auth(self, identifier: str = CALLER, **options: Any) -> WPTAuth:

@@ -202,3 +202,24 @@ def test_report_only_leaves_the_apps_own_bearer_auth_alone(profile: str) -> None
         body = httpx.get(app.origin + "/path", headers=[("workload-identity-token", wit), field]).json()
     assert body["workload"] is None
     assert not {"workload-identity-token", "workload-proof-token", "authorization"} & set(body["headers"])
+
+
+@pytest.mark.parametrize("mode", ["report-only", "optional"])
+def test_a_websocket_without_credentials_is_accepted_unauthenticated_and_a_bad_one_per_mode(mode: str) -> None:
+    import json
+
+    import websockets.sync.client
+    from websockets.exceptions import InvalidStatus
+
+    with running(mode=mode) as app:
+        url = app.origin.replace("http://", "ws://") + "/ws"
+        with websockets.sync.client.connect(url) as connection:
+            assert json.loads(connection.recv()) == {"workload": None}
+        headers = {"Workload-Identity-Token": "garbage"}
+        if mode == "report-only":
+            with websockets.sync.client.connect(url, additional_headers=headers) as connection:
+                assert json.loads(connection.recv()) == {"workload": None}
+        else:
+            with pytest.raises(InvalidStatus) as refused:
+                websockets.sync.client.connect(url, additional_headers=headers).close()
+            assert refused.value.response.status_code == 400
