@@ -394,3 +394,53 @@ async def test_declared_content_length_over_the_cap_is_refused_before_reading(
         stop.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_kid_published_after_the_last_fetch_is_accepted_within_the_unknown_kid_interval(
+    server: tuple[JWKSServer, str], issuers: Any
+) -> None:
+    jwks, url = server
+    a, b = issuers
+    clock = FakeClock()
+    source = remote(url, clock, min_refresh=30, default_refresh=300)  # unknown_kid_refresh: 5 s by default
+    world = world_with(source, a)
+    assert await world.verify()
+    assert jwks.fetches == 1
+    jwks.serve([a, b])  # the issuer rotates right after our fetch
+    wit_b = wit_from(world, b)
+    clock.now += 1
+    refused = await world.reject(world.headers(world.wpt(wit=wit_b), wit_b))
+    # Meanwhile the caller is told this kid is not known yet, and when to retry.
+    assert refused.code == "wit-key-unknown" and "looked up again within 5 s" in refused.detail
+    assert jwks.fetches == 1
+    clock.now += 4  # 5 s after the last fetch, not min_refresh's 30
+    assert (await world.verify(world.headers(world.wpt(wit=wit_b), wit_b))).identifier == IDENTIFIER
+    assert jwks.fetches == 2
+
+
+async def test_unknown_kids_for_a_minute_cost_one_fetch_per_interval(server: tuple[JWKSServer, str], issuers: Any) -> None:
+    jwks, url = server
+    clock = FakeClock()
+    source = remote(url, clock, min_refresh=30, default_refresh=300, unknown_kid_refresh=5)
+    world = world_with(source, issuers[0])
+    await world.verify()
+    strangers = [DevIssuer("example.com", kid=f"random-{i}") for i in range(20)]
+    flood = [world.headers(world.wpt(wit=wit_from(world, s)), wit_from(world, s)) for s in strangers]
+    for _ in range(60):  # 60 s of 20 concurrent unknown kids every second
+        clock.now += 1
+        await asyncio.gather(*(world.reject(h) for h in flood))
+    assert jwks.fetches == 1 + 60 // 5  # the first fetch, then one per 5 s: never one per request
+
+
+async def test_static_anchors_keep_the_plain_unknown_kid_detail(issuers: Any) -> None:
+    world = world_with(issuers[0].jwks, issuers[0])
+    wit_b = wit_from(world, issuers[1])
+    refused = await world.reject(world.headers(world.wpt(wit=wit_b), wit_b))
+    assert refused.code == "wit-key-unknown" and "retry" not in refused.detail
+
+
+def test_unknown_kid_refresh_is_bounded_by_min_refresh_and_checked() -> None:
+    assert RemoteJWKS("https://issuer.example/jwks", min_refresh=2).unknown_kid_refresh == 2
+    assert RemoteJWKS("https://issuer.example/jwks").unknown_kid_refresh == 5
+    with pytest.raises(ValueError, match="unknown_kid_refresh"):
+        RemoteJWKS("https://issuer.example/jwks", unknown_kid_refresh=-1)
