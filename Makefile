@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench soak lint clean
+.PHONY: install test fuzz demo bench soak lint mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# A long property-based search (tests/test_properties.py; about 5,000 requests per property).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider -o timeout=0 tests/test_properties.py tests/test_paths.py
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
@@ -33,6 +37,10 @@ bench: $(STAMP)
 # Redis; SOAK_SECONDS changes the duration. See bench/soak.py for what it reports.
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+
+# One-line mutants of the security checks against their tests (minutes; not part of test or CI).
+mutants: $(STAMP)
+	$(BIN)/python tools/mutants.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

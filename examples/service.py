@@ -18,7 +18,6 @@ lists what they resolve to). The main ones:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from typing import Any
@@ -41,17 +40,11 @@ except ValueError as exc:
 # Refusals are logged at INFO on the "wimse_wpt" logger: visible by default.
 logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
 
-# WIMSE_MODE is honoured by install()'s modes; refuse to start rather than enforce
-# silently where the installed middleware has none.
-mode_options: dict[str, Any] = {}
-if "mode" in inspect.signature(install).parameters:
-    mode_options["mode"] = settings.mode
-elif settings.mode != "enforce":
-    raise SystemExit(f"wimse-wpt configuration error: WIMSE_MODE={settings.mode} needs a middleware with modes")
-
 app = FastAPI(title="wimse-wpt example service")
-# Health checks and the API docs are open; everything else needs a verified workload.
-install(app, verifier, exclude=["/healthz", "/readyz", "/openapi.json", "/docs", "/docs/*"], **mode_options)
+# Health checks are open, and install() keeps FastAPI's own /docs, /redoc and /openapi.json
+# open; everything else needs a verified workload.
+# WIMSE_MODE: enforce (default), report-only (log and count, never block) or optional.
+install(app, verifier, exclude=["/healthz", "/readyz"], mode=settings.mode)
 app.add_route("/readyz", Readiness(verifier))
 
 
@@ -59,6 +52,14 @@ app.add_route("/readyz", Readiness(verifier))
 async def path(workload: Workload) -> dict[str, str]:
     """The spec's example request targets https://workload.example.com/path."""
     return {"workload": workload.identifier}
+
+
+@app.get("/hello")
+async def hello(request: Request) -> dict[str, str | None]:
+    """Answers with or without a workload: under WIMSE_MODE=report-only or optional a request
+    the middleware did not verify arrives here with none."""
+    found = verified_workload(request.scope)
+    return {"workload": found.identifier if found else None}
 
 
 @app.get("/healthz")

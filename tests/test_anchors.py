@@ -336,3 +336,111 @@ def test_example_service_reads_a_jwks_url_and_a_bundle_file(
             key = SigningKey.generate("ES256")
             with httpx.Client(base_url=origin, auth=WPTAuth(key, issuer.issue_wit(identifier, key))) as client:
                 assert client.post("/path").json() == {"workload": identifier}
+
+
+# --- the JWKS size cap, each half alone (issue 13: the old oversized body held no usable key) --
+
+
+def padded_jwks(issuer: DevIssuer, size: int) -> bytes:
+    """A JWKS holding a valid key, padded with an unknown member to `size` bytes."""
+    head = json.dumps({"keys": issuer.jwks["keys"], "padding": ""}).encode()
+    return head[:-2] + b"x" * (size - len(head)) + b'"}'
+
+
+async def test_streamed_body_over_the_cap_is_refused_though_it_holds_a_valid_key(issuers: Any) -> None:
+    from starlette.responses import StreamingResponse
+
+    body = padded_jwks(issuers[0], 300_000)
+
+    async def chunks() -> Any:
+        for start in range(0, len(body), 16_384):
+            yield body[start : start + 16_384]
+
+    async def endpoint(request: Request) -> Response:
+        # No Content-Length: only the count of bytes read can stop it.
+        return StreamingResponse(chunks(), media_type="application/json")
+
+    with serve(Starlette(routes=[Route("/jwks.json", endpoint)])) as origin:
+        refused = world_with(remote(origin + "/jwks.json", FakeClock(), max_bytes=256 * 1024), issuers[0])
+        assert (await refused.reject()).code == "trust-anchors-unavailable"
+        # The same body under a larger cap verifies: the size alone was refused.
+        allowed = world_with(remote(origin + "/jwks.json", FakeClock(), max_bytes=512 * 1024), issuers[0])
+        assert (await allowed.verify()).identifier == IDENTIFIER
+
+
+async def test_declared_content_length_over_the_cap_is_refused_before_reading(
+    issuers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server declaring 300,000 bytes sends a valid JWKS of a few hundred and waits: only the
+    Content-Length check refuses it as too large (reading would wait for bytes never sent)."""
+    small = json.dumps(issuers[0].jwks).encode()
+    stop = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 300000\r\n\r\n" + small)
+        await writer.drain()
+        await stop.wait()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        world = world_with(remote(f"http://127.0.0.1:{port}/jwks.json", FakeClock(), timeout=1), issuers[0])
+        with caplog.at_level("WARNING", logger="wimse_wpt"):
+            assert (await world.reject()).code == "trust-anchors-unavailable"
+        assert "response too large" in caplog.text
+    finally:
+        stop.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_kid_published_after_the_last_fetch_is_accepted_within_the_unknown_kid_interval(
+    server: tuple[JWKSServer, str], issuers: Any
+) -> None:
+    jwks, url = server
+    a, b = issuers
+    clock = FakeClock()
+    source = remote(url, clock, min_refresh=30, default_refresh=300)  # unknown_kid_refresh: 5 s by default
+    world = world_with(source, a)
+    assert await world.verify()
+    assert jwks.fetches == 1
+    jwks.serve([a, b])  # the issuer rotates right after our fetch
+    wit_b = wit_from(world, b)
+    clock.now += 1
+    refused = await world.reject(world.headers(world.wpt(wit=wit_b), wit_b))
+    # Meanwhile the caller is told this kid is not known yet, and when to retry.
+    assert refused.code == "wit-key-unknown" and "looked up again within 5 s" in refused.detail
+    assert jwks.fetches == 1
+    clock.now += 4  # 5 s after the last fetch, not min_refresh's 30
+    assert (await world.verify(world.headers(world.wpt(wit=wit_b), wit_b))).identifier == IDENTIFIER
+    assert jwks.fetches == 2
+
+
+async def test_unknown_kids_for_a_minute_cost_one_fetch_per_interval(server: tuple[JWKSServer, str], issuers: Any) -> None:
+    jwks, url = server
+    clock = FakeClock()
+    source = remote(url, clock, min_refresh=30, default_refresh=300, unknown_kid_refresh=5)
+    world = world_with(source, issuers[0])
+    await world.verify()
+    strangers = [DevIssuer("example.com", kid=f"random-{i}") for i in range(20)]
+    flood = [world.headers(world.wpt(wit=wit_from(world, s)), wit_from(world, s)) for s in strangers]
+    for _ in range(60):  # 60 s of 20 concurrent unknown kids every second
+        clock.now += 1
+        await asyncio.gather(*(world.reject(h) for h in flood))
+    assert jwks.fetches == 1 + 60 // 5  # the first fetch, then one per 5 s: never one per request
+
+
+async def test_static_anchors_keep_the_plain_unknown_kid_detail(issuers: Any) -> None:
+    world = world_with(issuers[0].jwks, issuers[0])
+    wit_b = wit_from(world, issuers[1])
+    refused = await world.reject(world.headers(world.wpt(wit=wit_b), wit_b))
+    assert refused.code == "wit-key-unknown" and "retry" not in refused.detail
+
+
+def test_unknown_kid_refresh_is_bounded_by_min_refresh_and_checked() -> None:
+    assert RemoteJWKS("https://issuer.example/jwks", min_refresh=2).unknown_kid_refresh == 2
+    assert RemoteJWKS("https://issuer.example/jwks").unknown_kid_refresh == 5
+    with pytest.raises(ValueError, match="unknown_kid_refresh"):
+        RemoteJWKS("https://issuer.example/jwks", unknown_kid_refresh=-1)

@@ -276,3 +276,25 @@ def wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("the example service did not start")
+
+
+@pytest.mark.parametrize("mode", ["report-only", "optional"])
+def test_wimse_mode_reaches_the_middleware(anchors_file: Path, mode: str) -> None:
+    with example_service({"WIMSE_TRUST_ANCHORS": str(anchors_file), "WIMSE_MODE": mode}) as origin:
+        unsigned = httpx.get(origin + "/hello")
+        with httpx.Client(base_url=origin, auth=auth()) as client:
+            signed = client.get("/hello")
+        key = SigningKey.generate("ES256")
+        wit = ISSUER.issue_wit("wimse://example.com/caller", key)
+        wrong = {"Workload-Identity-Token": wit, "Workload-Proof-Token": mint_wpt(key, wit, "https://elsewhere.example/")}
+        failed = httpx.get(origin + "/hello", headers=wrong)
+    assert unsigned.status_code == 200 and unsigned.json() == {"workload": None}
+    assert signed.json() == {"workload": "wimse://example.com/caller"}
+    if mode == "report-only":  # never blocks; the app sees nothing it did not verify
+        assert failed.status_code == 200 and failed.json() == {"workload": None}
+    else:  # optional: headers that are there must verify
+        assert failed.status_code == 400 and failed.json()["code"] == "wpt-audience"
+
+
+def test_enforce_is_the_default_mode_of_the_example(service: str) -> None:
+    assert httpx.get(service + "/hello").json()["code"] == "wit-missing"

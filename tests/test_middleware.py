@@ -177,7 +177,8 @@ def test_every_rejection_class_is_a_problem(service: Service) -> None:
         forged = {**headers, "Workload-Proof-Token": mint_wpt(other, wit, target)}
         assert_problem(client.post("/path", headers=forged), 400, "wpt-signature")
         expired_wit = service.issuer.issue_wit(IDENTIFIER, key, lifetime=-10)
-        old = {"Workload-Identity-Token": expired_wit, "Workload-Proof-Token": mint_wpt(key, expired_wit, target)}
+        old_wpt = mint_wpt(key, expired_wit, target, allow_expired_wit=True)
+        old = {"Workload-Identity-Token": expired_wit, "Workload-Proof-Token": old_wpt}
         assert_problem(client.post("/path", headers=old), 400, "wit-expired")
         untrusted = DevIssuer("other.example").issue_wit("wimse://other.example/x", key)
         foreign = {"Workload-Identity-Token": untrusted, "Workload-Proof-Token": mint_wpt(key, untrusted, target)}
@@ -461,3 +462,61 @@ def test_a_broken_key_source_is_an_internal_error_not_a_server_crash(caplog: pyt
     assert len(errors) == 1
     assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]  # not the server's
     assert "builtins.ZeroDivisionError" in errors[0].getMessage() and "a bug in user code" not in caplog.text
+
+
+def fastapi_app(profile: str = "wpt-01", **fastapi_options: Any) -> tuple[FastAPI, str, int]:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    issuer = DevIssuer("example.com")
+    app = FastAPI(**fastapi_options)
+
+    @app.post("/orders")
+    async def orders(workload: Workload) -> dict[str, str]:
+        return {"workload": workload.identifier}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    install(app, Verifier({"example.com": issuer.jwks}, [origin], profile=profile), exclude=["/healthz"])  # type: ignore[arg-type]
+    return app, origin, port
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+def test_fastapi_docs_stay_open_and_openapi_lists_the_problem_responses(profile: str) -> None:
+    app, origin, port = fastapi_app(profile)
+    with serve(app, port=port):
+        schema_response = httpx.get(origin + "/openapi.json")
+        docs = httpx.get(origin + "/docs")
+        redoc = httpx.get(origin + "/redoc")
+        redirect = httpx.get(origin + "/docs/oauth2-redirect")
+        refused = httpx.post(origin + "/orders")
+    assert schema_response.status_code == 200 and docs.status_code == 200 and redoc.status_code == 200
+    assert redirect.status_code == 200
+    assert refused.status_code == (401 if profile == "wpt-02" else 400)  # the API itself stays protected
+    schema = schema_response.json()
+    assert schema["components"]["schemas"]["Problem"]["required"] == ["type", "title", "status", "detail", "code"]
+    responses = schema["paths"]["/orders"]["post"]["responses"]
+    expected = {"400", "403", "429", "503"} | ({"401"} if profile == "wpt-02" else set())
+    assert expected <= set(responses) and ("401" in responses) == (profile == "wpt-02")
+    for status in expected:
+        assert responses[status]["content"] == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert responses["200"]["description"] == "Successful Response"  # FastAPI's own stay
+    assert set(schema["paths"]["/healthz"]["get"]["responses"]) == {"200"}  # excluded: nothing added
+
+
+def test_fastapi_docs_an_app_disabled_are_not_opened_by_install() -> None:
+    app, origin, port = fastapi_app(docs_url=None, redoc_url=None, openapi_url=None)
+    with serve(app, port=port):
+        for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+            response = httpx.get(origin + path)
+            assert response.status_code == 400 and response.json()["code"] == "wit-missing", path
+
+
+def test_fastapi_custom_docs_urls_are_the_ones_left_open() -> None:
+    app, origin, port = fastapi_app(docs_url="/api-docs", openapi_url="/spec.json", redoc_url=None)
+    with serve(app, port=port):
+        assert httpx.get(origin + "/api-docs").status_code == 200
+        assert httpx.get(origin + "/spec.json").status_code == 200
+        assert httpx.get(origin + "/docs").json()["code"] == "wit-missing"
+        assert httpx.get(origin + "/redoc").json()["code"] == "wit-missing"

@@ -269,3 +269,20 @@ def test_key_import_agrees_with_joserfc() -> None:
         if ours is None:
             continue  # we may refuse more (RSA under 2048 bits, odd exponents)
         assert theirs is not None and ours == theirs
+
+
+@pytest.mark.parametrize("alg,size", [("ES256", 32), ("ES384", 48), ("ES512", 66)])
+def test_ecdsa_signatures_must_be_exactly_r_and_s(alg: str, size: int) -> None:
+    import base64
+
+    from wimse_wpt import SigningKey
+
+    key = SigningKey.generate(alg)
+    head, body, signature = key.sign({"typ": "x"}, {"a": 1}).split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    public = import_public_key(key.public_jwk())
+    message = f"{head}.{body}".encode()
+    assert len(raw) == 2 * size and public.verify(alg, message, raw)
+    r, s = raw[:size], raw[size:]
+    for forged in (r + b"\x00" + s, b"\x00" + r + s, r + s + b"\x00", r[1:] + s if r[0] == 0 else r + s[:-1]):
+        assert not public.verify(alg, message, forged)

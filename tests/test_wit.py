@@ -297,3 +297,167 @@ async def test_every_algorithm_signs_and_verifies_both_tokens() -> None:
 def test_sign_compact_refuses_unsupported_algs() -> None:
     with pytest.raises(ValueError):
         sign_compact({"alg": "HS256"}, {}, None)
+
+
+# --- numbers out of range (issue 13, defect 1) ----------------------------------------------
+
+# Integers float() overflows on, and numbers outside [0, 2**53): no NumericDate of a real token.
+OUT_OF_RANGE = {"1e400": 10**400, "-1e400": -(10**400), "1e20": 10**20, "2**53": 2**53, "-1": -1, "1e308": 1e308, "-0.5": -0.5}
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+@pytest.mark.parametrize("value", OUT_OF_RANGE.values(), ids=OUT_OF_RANGE.keys())
+async def test_wit_numbers_out_of_range_are_claim_invalid_not_exceptions(profile: str, claim: str, value: Any) -> None:
+    # float(10**400) raises OverflowError: before the fix that escaped as a 500.
+    world = World(profile=profile)
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={claim: value})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-claim-invalid"
+
+
+@pytest.mark.parametrize("bad", ["1800000000", None, True, [1], {"a": 1}], ids=repr)
+async def test_wit_nbf_must_be_a_number(world: World, bad: Any) -> None:
+    # A present nbf that is not a number is refused, not skipped (None is JSON null).
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": bad})
+    if bad is None:  # issue_wit drops a None member: send an explicit null instead
+        claims = json.loads(base64.urlsafe_b64decode(wit.split(".")[1] + "=="))
+        claims["nbf"] = None
+        wit = sign_compact({"alg": world.issuer.key.alg, "typ": "wit+jwt", "kid": world.issuer.kid}, claims, world.issuer.key.key)
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-claim-invalid"
+
+
+async def test_wit_nbf_in_the_future_refused_within_leeway_accepted() -> None:
+    world = World(leeway=5)
+    future = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": NOW + 6})
+    assert (await world.reject(world.headers(world.wpt(wit=future), future))).code == "wit-claim-invalid"
+    near = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": NOW + 5})
+    assert await world.verify(world.headers(world.wpt(wit=near), near))
+    past = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"nbf": NOW - 100})
+    assert await world.verify(world.headers(world.wpt(wit=past), past))
+
+
+# --- the clock after a slow key source (issue 13, defect 5) ---------------------------------
+
+
+class SlowKeys:
+    """A key source that answers after `delay` seconds of the test's clock (no real sleep)."""
+
+    generation = 0
+
+    def __init__(self, world: World, delay: float) -> None:
+        self._static = StaticKeys(world.issuer.jwks)
+        self._world, self._delay = world, delay
+
+    async def keys(self) -> KeySet:
+        self._world.now += self._delay
+        return await self._static.keys()
+
+    async def refresh(self) -> KeySet:
+        return await self.keys()
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+async def test_wpt_expiring_while_the_keys_are_fetched_is_refused(profile: str) -> None:
+    world = World(profile=profile)
+    world.verifier = type(world.verifier)(
+        TrustAnchors({"example.com": SlowKeys(world, 3.0)}), ["https://workload.example.com"],
+        profile=profile, clock=lambda: world.now,  # type: ignore[arg-type]
+    )
+    proof = world.wpt(lifetime=1)  # valid when the request arrives, expired 2 s before the keys are
+    assert (await world.reject(world.headers(proof))).code == "wpt-expired"
+    world.now = NOW
+    assert await world.verify(world.headers(world.wpt(lifetime=4)))  # still valid after the wait
+
+
+async def test_wit_expiring_while_the_keys_are_fetched_is_refused() -> None:
+    world = World()
+    world.verifier = type(world.verifier)(
+        TrustAnchors({"example.com": SlowKeys(world, 3.0)}), ["https://workload.example.com"], clock=lambda: world.now
+    )
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, lifetime=1)
+    proof = world.wpt(wit=wit, lifetime=60)
+    assert (await world.reject(world.headers(proof, wit))).code == "wit-expired"
+
+
+# --- claims the WIT validation does not use (wpt-02 section 2.3, workload-creds 5.1.4) -------
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+async def test_unknown_claims_in_the_wit_are_ignored(profile: str) -> None:
+    world = World(profile=profile)
+    unknown = {"x-unknown": {"nested": [1, {"deep": True}]}, "iat": "not a number", "sid": 10**400, "aud": 7}
+    wit = world.issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims=unknown)
+    workload = await world.verify(world.headers(world.wpt(wit=wit), wit))
+    assert workload.wit_claims["x-unknown"] == unknown["x-unknown"]
+
+
+async def test_wit_iss_is_never_used_to_find_keys() -> None:
+    """Keys come from the trust domain of sub, never from iss: not another configured domain's,
+    and nothing named by iss is fetched."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .servers import serve
+
+    attacker = DevIssuer("example.com")
+    partner = DevIssuer("partner.example")
+    hits: list[str] = []
+
+    async def jwks(request: Request) -> JSONResponse:
+        hits.append(request.url.path)
+        return JSONResponse(attacker.jwks)
+
+    world = World(anchors={"example.com": DevIssuer("example.com").jwks, "partner.example": partner.jwks})
+    with serve(Starlette(routes=[Route("/{path:path}", jwks)])) as origin:
+        named = [(attacker, origin), (attacker, origin + "/.well-known/jwks.json")]
+        named += [(partner, "partner.example"), (partner, "wimse://partner.example")]
+        for issuer, iss in named:
+            wit = issuer.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"iss": iss})
+            assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code in ("wit-signature", "wit-key-unknown")
+    assert hits == []
+    # And an honest WIT's iss, whatever it says, changes nothing.
+    honest = DevIssuer("example.com")
+    world = World(anchors={"example.com": honest.jwks})
+    wit = honest.issue_wit(IDENTIFIER, world.key, now=NOW, claims={"iss": "https://elsewhere.example"})
+    assert (await world.verify(world.headers(world.wpt(wit=wit), wit))).trust_domain == "example.com"
+
+
+# --- tests for the checks mutation testing found unguarded (issue 13) -----------------------
+
+
+@pytest.mark.parametrize("b64_value", [False, True, "false"])
+async def test_b64_alone_in_the_wit_header_is_refused(world: World, b64_value: Any) -> None:
+    # RFC 7797: b64 false changes what is signed; without crit it must not be honoured either.
+    claims = json.loads(base64.urlsafe_b64decode(world.wit.split(".")[1] + "=="))
+    wit = sign_raw(world.issuer.key, {"typ": "wit+jwt", "kid": world.issuer.kid, "b64": b64_value}, claims)
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-crit"
+
+
+async def test_es256_wit_signature_with_a_zero_byte_inserted_is_refused() -> None:
+    # r || 0x00 || s decodes to the same (r, s) if the length is not checked: one observed WIT
+    # would yield many distinct valid WIT strings (each a verify and a WIT-cache slot).
+    world = World("ES256", "Ed25519")
+    head, body, signature = world.wit.split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    for forged in (raw[:32] + b"\x00" + raw[32:], b"\x00" + raw, raw + b"\x00"):
+        wit = f"{head}.{body}.{b64(forged)}"
+        assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-signature"
+    assert await world.verify()
+
+
+async def test_confirmation_key_alg_outside_the_allow_list_is_wit_cnf() -> None:
+    # Refused because RS256 is not allowed here, before any key import: a verifier limited to
+    # ES256 must never accept an RS256 proof, whatever the key import would have said.
+    world = World("ES256", "RS256", algorithms=["ES256"])
+    problem = await world.reject(world.headers())
+    assert problem.code == "wit-cnf"
+    assert "not an allowed algorithm" in problem.detail
+
+
+async def test_trust_domain_is_refused_before_any_other_claim_is_read(world: World) -> None:
+    # Nothing of a WIT from an untrusted domain is looked at further (not exp, not cnf).
+    other = DevIssuer("other.example")
+    wit = other.issue_wit("wimse://other.example/w", world.key, now=NOW - 7200, claims={"cnf": None, "exp": "x"})
+    assert (await world.reject(world.headers(world.wpt(wit=wit), wit))).code == "wit-trust-domain"

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from wimse_wpt import (
+    DevIssuer,
     MemoryReplayCache,
     ReplayCacheFull,
     ReplayStoreUnavailable,
     SigningKey,
     VerificationError,
     Verifier,
+    mint_wpt,
 )
 from wimse_wpt.replay import replay_key
 
@@ -148,8 +150,55 @@ async def test_aud_is_never_built_from_host_or_forwarded_headers(world: World) -
     assert (await world.reject(headers)).code == "wpt-audience"
 
 
-async def test_aud_must_be_a_string(world: World) -> None:
-    token = world.wpt(extra_claims={"aud": [TARGET]})
+# Reserved characters percent-encoded are different data (RFC 3986 2.2, 6.2.2.2): never decoded.
+RESERVED_PAIRS = [
+    ("/files/a/b", "/files/a%2Fb"),
+    ("/files/a/b", "/files/a%2fb"),
+    ("/files/a%3Fb", "/files/a"),  # an aud with a real "?" is /files/a plus a query
+    ("/files/a%2541", "/files/aA"),  # %25 is "%": decoding twice would give %41, then "A"
+    ("/files/a%2541", "/files/a%41"),
+    ("/files/a%23b", "/files/a"),  # "#" starts a fragment
+]
+
+
+@pytest.mark.parametrize("aud_path,request_path", RESERVED_PAIRS + [(b, a) for a, b in RESERVED_PAIRS], ids=str)
+async def test_reserved_percent_encodings_are_never_decoded(world: World, aud_path: str, request_path: str) -> None:
+    token = world.wpt(aud=ORIGIN + aud_path)
+    assert (await world.reject(world.headers(token), path=request_path)).code == "wpt-audience"
+
+
+@pytest.mark.parametrize(
+    "aud_path,request_path",
+    [
+        ("/files/a%2Fb", "/files/a%2fb"),
+        ("/files/a%2fb", "/files/a%2Fb"),
+        ("/files/a%2541", "/files/a%2541"),
+        ("/files/%61", "/files/a"),
+    ],
+    ids=["hex-case-1", "hex-case-2", "same-escape", "unreserved-decoded"],
+)
+async def test_percent_encodings_compare_after_normalization(world: World, aud_path: str, request_path: str) -> None:
+    token = world.wpt(aud=ORIGIN + aud_path)
+    assert (await world.verify(world.headers(token), path=request_path)).identifier == IDENTIFIER
+
+
+async def test_aud_as_a_one_element_array_is_the_same_audience(world: World) -> None:
+    # RFC 7519 4.1.3: aud may be an array; a proof is bound to one target, so one element.
+    assert await world.verify(world.headers(world.wpt(extra_claims={"aud": [TARGET]})))
+    assert await world.verify(world.headers(world.wpt(extra_claims={"aud": ["HTTPS://Workload.example.com:443/path"]})))
+    wrong = world.wpt(extra_claims={"aud": [ORIGIN + "/other"]})
+    assert (await world.reject(world.headers(wrong))).code == "wpt-audience"
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [[TARGET, TARGET], [TARGET, ORIGIN + "/other"], [ORIGIN + "/other", TARGET], [], [7], [[TARGET]], 7, None, {"a": TARGET}],
+    ids=["same-twice", "target-first", "target-second", "empty", "number", "nested", "int", "null", "object"],
+)
+async def test_aud_of_several_elements_or_not_strings_refused(world: World, aud: Any) -> None:
+    claims = claims_of(world.wpt())
+    claims["aud"] = aud
+    token = sign_raw(world.key, {"typ": "wpt+jwt"}, claims)
     assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
 
 
@@ -294,14 +343,43 @@ async def test_wpt_02_authorization_scheme() -> None:
     assert (await world.reject(legacy)).code == "wpt-missing"
     twice = world.headers() + [(b"authorization", b"WPT " + world.wpt().encode())]
     assert (await world.reject(twice)).code == "authorization-multiple"
+    # Comma-joined credentials are not one credential (see test_authorization.py).
     joined = base + [(b"authorization", f"WPT {world.wpt()}, Bearer x".encode())]
-    assert (await world.reject(joined)).code == "authorization-multiple"
-    assert (await world.reject(base + [(b"authorization", b"WPT ")])).code == "wpt-malformed"
+    assert (await world.reject(joined)).code == "authorization-malformed"
+    assert (await world.reject(base + [(b"authorization", b"WPT ")])).code == "authorization-malformed"
 
 
-async def test_wpt_02_has_no_bearer_so_ath_is_rejected() -> None:
+async def test_wpt_02_ignores_an_ath_claim() -> None:
+    # wpt-02 section 2.3: ath is no longer defined, so it is an unknown claim, to be ignored.
     world = World(profile="wpt-02")
+    for ath in ("anything", 7, None, {"x": 1}):
+        claims = claims_of(world.wpt())
+        claims["ath"] = ath
+        workload = await world.verify(world.headers(sign_raw(world.key, {"typ": "wpt+jwt"}, claims)))
+        assert workload.bound_tokens == frozenset()
+        assert workload.wpt_claims["ath"] == ath
+
+
+async def test_wpt_01_refuses_an_ath_without_an_access_token(world: World) -> None:
     assert (await world.reject(world.headers(world.wpt(bearer="anything")))).code == "ath-unexpected"
+
+
+UNKNOWN_CLAIMS: dict[str, Any] = {
+    "x-unknown": {"nested": [1, {"deep": True}]},
+    "iat": "not even a number",
+    "sid": 10**400,
+    "cnf2": None,
+    "iss": 42,
+    "sub": 42,
+}
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+async def test_unknown_claims_in_the_wpt_are_ignored(profile: str) -> None:
+    world = World(profile=profile)
+    workload = await world.verify(world.headers(world.wpt(extra_claims=UNKNOWN_CLAIMS)))
+    assert workload.wpt_claims["x-unknown"] == UNKNOWN_CLAIMS["x-unknown"]
+    assert workload.identifier == IDENTIFIER  # a sub in the WPT names nobody
 
 
 # --- replay --------------------------------------------------------------------------------
@@ -329,16 +407,49 @@ async def test_replay_scoped_to_the_sender(world: World) -> None:
     assert (await world.reject(world.headers(world.wpt(jti="same")))).code == "wpt-replayed"
 
 
-async def test_replay_entry_kept_until_exp_plus_leeway() -> None:
+async def test_replay_entry_kept_until_exp_plus_three_leeways() -> None:
+    # ttl = exp - now + 3 * leeway (see test_replay_holds_across_replicas_with_skewed_clocks).
     world = World(leeway=5)
     world.verifier.replay_cache = cache = MemoryReplayCache(timer=lambda: world.now)
     await world.verify(world.headers(world.wpt(jti="j", lifetime=10)))
-    world.now += 14  # exp + leeway is NOW + 15: still a replay
-    assert (await world.reject(world.headers(world.wpt(jti="j", lifetime=10, now=NOW)))).code == "wpt-replayed"
-    world.now += 1  # the entry goes exactly when the token stops being accepted
+    world.now += 24  # exp + 3 * leeway is NOW + 25: still there
+    assert not cache.check_and_record_sync(replay_key(IDENTIFIER, "j"), 1, IDENTIFIER)
+    world.now += 1  # then it goes
     assert cache.check_and_record_sync(replay_key(IDENTIFIER, "j"), 1, IDENTIFIER)
-    assert cache.check_and_record_sync(replay_key(IDENTIFIER, "other-jti"), 1, IDENTIFIER)
-    assert (await world.reject(world.headers(world.wpt(jti="j", lifetime=10, now=NOW)))).code == "wpt-expired"
+
+
+@pytest.mark.parametrize("skew", [2.0, 5.0], ids=["skew-2s", "skew-leeway"])
+@pytest.mark.parametrize("recorded_before_exp", [0.5, 30.0], ids=["late", "early"])
+async def test_replay_holds_across_replicas_with_skewed_clocks(skew: float, recorded_before_exp: float) -> None:
+    """Issue 13, defect 4: two replicas share one store; A's clock is ahead, B's behind.
+
+    B accepts the proof until its own clock reads exp + leeway, i.e. until true time
+    exp + leeway + skew; the entry A recorded must still be there until then."""
+    leeway = 5.0
+    issuer = DevIssuer("example.com")
+    key = SigningKey.generate("ES256")
+    wit = issuer.issue_wit(IDENTIFIER, key, now=NOW)
+    true_time = {"now": NOW}
+    store = MemoryReplayCache(timer=lambda: true_time["now"])  # the store runs on true time
+    options: dict[str, Any] = {"leeway": leeway, "replay_cache": store}
+    replica_a = Verifier({"example.com": issuer.jwks}, [ORIGIN], clock=lambda: true_time["now"] + skew, **options)
+    replica_b = Verifier({"example.com": issuer.jwks}, [ORIGIN], clock=lambda: true_time["now"] - skew, **options)
+    proof = mint_wpt(key, wit, TARGET, now=NOW, lifetime=60)
+    exp = NOW + 60
+    headers = [(b"workload-identity-token", wit.encode()), (b"workload-proof-token", proof.encode())]
+
+    true_time["now"] = exp - recorded_before_exp
+    assert (await replica_a.verify(headers, path="/path")).identifier == IDENTIFIER
+    # The last moment at which B would still accept the proof, were it not recorded:
+    true_time["now"] = exp + leeway + skew - 0.001
+    with pytest.raises(VerificationError) as caught:
+        await replica_b.verify(headers, path="/path")
+    assert caught.value.problem.code == "wpt-replayed"
+    # And once B's clock has passed exp + leeway, it is refused as expired.
+    true_time["now"] = exp + leeway + skew
+    with pytest.raises(VerificationError) as caught:
+        await replica_b.verify(headers, path="/path")
+    assert caught.value.problem.code == "wpt-expired"
 
 
 async def test_full_replay_cache_refuses_instead_of_forgetting() -> None:
@@ -409,3 +520,92 @@ async def test_non_latin1_header_values_are_refused_cleanly(world: World) -> Non
     headers = [(k.decode(), v.decode()) for k, v in world.headers()]
     headers = [(k, v + "\u2603" if k == "workload-proof-token" else v) for k, v in headers]
     assert (await world.reject(headers)).code == "wpt-malformed"
+
+
+# --- numbers out of range and nbf (issue 13, defect 1 and the nbf survivors) ----------------
+
+# Integers float() overflows on, and numbers outside [0, 2**53): no NumericDate of a real token.
+OUT_OF_RANGE = {"1e400": 10**400, "-1e400": -(10**400), "1e20": 10**20, "2**53": 2**53, "-1": -1, "1e308": 1e308, "-0.5": -0.5}
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+@pytest.mark.parametrize("value", OUT_OF_RANGE.values(), ids=OUT_OF_RANGE.keys())
+async def test_wpt_numbers_out_of_range_are_claim_invalid_not_exceptions(profile: str, claim: str, value: Any) -> None:
+    world = World(profile=profile)
+    token = world.wpt(extra_claims={claim: value})
+    assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
+
+
+@pytest.mark.parametrize("bad", ["1800000000", None, True, [1], {"a": 1}], ids=repr)
+async def test_wpt_nbf_must_be_a_number(world: World, bad: Any) -> None:
+    claims = claims_of(world.wpt())
+    claims["nbf"] = bad
+    token = sign_raw(world.key, {"typ": "wpt+jwt"}, claims)
+    assert (await world.reject(world.headers(token))).code == "wpt-claim-invalid"
+
+
+async def test_wpt_nbf_in_the_future_refused_within_leeway_accepted() -> None:
+    world = World(leeway=5)
+    assert (await world.reject(world.headers(world.wpt(extra_claims={"nbf": NOW + 6})))).code == "wpt-claim-invalid"
+    assert await world.verify(world.headers(world.wpt(extra_claims={"nbf": NOW + 5})))
+    assert await world.verify(world.headers(world.wpt(extra_claims={"nbf": NOW - 30})))
+
+
+async def test_wpt_expiring_while_a_slow_replay_store_answers_is_refused() -> None:
+    world = World()
+
+    class SlowStore:
+        async def check_and_record(self, key: bytes, ttl: float, workload: str) -> bool:
+            world.now += 3.0  # a store that took 3 s of the test's clock
+            return True
+
+    world.verifier.replay_cache = SlowStore()  # type: ignore[assignment]
+    assert (await world.reject(world.headers(world.wpt(lifetime=2)))).code == "wpt-expired"
+    assert await world.verify(world.headers(world.wpt(lifetime=4)))
+
+
+@pytest.mark.parametrize("b64_value", [False, True])
+async def test_b64_alone_in_the_wpt_header_is_refused(world: World, b64_value: bool) -> None:
+    token = sign_raw(world.key, {"typ": "wpt+jwt", "b64": b64_value}, claims_of(world.wpt()))
+    assert (await world.reject(world.headers(token))).code == "wpt-crit"
+
+
+async def test_es256_wpt_signature_with_a_zero_byte_inserted_is_refused() -> None:
+    world = World("Ed25519", "ES256")
+    head, body, signature = world.wpt().split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    for forged in (raw[:32] + b"\x00" + raw[32:], b"\x00" + raw, raw + b"\x00"):
+        token = f"{head}.{body}." + base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+        assert (await world.reject(world.headers(token))).code == "wpt-signature"
+    assert await world.verify(world.headers(f"{head}.{body}.{signature}"))
+
+
+async def test_a_cached_wpt_header_still_gets_every_structural_check(world: World) -> None:
+    """The header of a WPT that passed is remembered; the next tokens with that header must
+    still be three non-empty parts and within max_token_bytes."""
+    assert await world.verify()  # the header is now cached
+    head, body, signature = world.wpt().split(".")
+    for bad in (f"{head}.{body}.", f"{head}..{signature}", f"{head}.{body}.{signature}.{signature}", f"{head}.{body}"):
+        assert (await world.reject(world.headers(bad))).code == "wpt-malformed", bad
+    big = world.wpt(extra_claims={"pad": "x" * 9000})  # validly signed, with the cached header
+    assert big.split(".")[0] == head
+    assert (await world.reject(world.headers(big))).code == "wpt-too-large"
+
+
+async def test_a_cached_wpt_header_does_not_lift_the_size_cap_under_wpt_02() -> None:
+    world = World(profile="wpt-02")
+    assert await world.verify()
+    big = world.wpt(extra_claims={"pad": "x" * 9000})
+    assert (await world.reject(world.headers(big))).code == "wpt-too-large"
+
+
+def test_a_replay_store_of_the_old_two_argument_protocol_is_refused_at_configuration() -> None:
+    """It would fail every check (closed, but for every request): say so when it is configured."""
+
+    class OldStore:
+        async def check_and_record(self, key: bytes, ttl: float) -> bool:
+            return True
+
+    with pytest.raises(ValueError, match="workload"):
+        World(replay_cache=OldStore())

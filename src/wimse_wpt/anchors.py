@@ -194,6 +194,11 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+_UNKNOWN_KID_RETRY = (
+    "No trust anchor key has this kid yet; the trust domain's keys are looked up again within {wait:g} s: "
+    "retry then if its issuer has just published it."
+)
+
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.I)
 
 
@@ -202,9 +207,10 @@ class RemoteJWKS:
 
     Keys are refreshed after ``Cache-Control: max-age`` (``default_refresh`` without it),
     clamped to ``[min_refresh, max_refresh]``, in the background: requests keep using the
-    current keys meanwhile. An unknown ``kid`` asks for a refresh, but fetches are single
-    flight and at most one per ``min_refresh`` seconds, so a flood of unknown kids cannot
-    become a flood of fetches. While the endpoint fails, the last good keys serve until
+    current keys meanwhile. An unknown ``kid`` (an issuer that just rotated) asks for a
+    refresh sooner: at most one fetch per ``unknown_kid_refresh`` seconds (default 5, never
+    more than ``min_refresh``), single flight, so a flood of unknown kids is at most one
+    fetch per interval per source, whatever their number. While the endpoint fails, the last good keys serve until
     they are ``max_stale`` seconds old; then verification fails closed (503). Each fetch is
     bounded by ``timeout`` seconds in all and ``max_bytes`` of body. Only https, unless
     ``allow_insecure`` and the host is loopback (local testing).
@@ -216,6 +222,7 @@ class RemoteJWKS:
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
         *,
         min_refresh: float = 30.0,
+        unknown_kid_refresh: float = 5.0,
         default_refresh: float = 300.0,
         max_refresh: float = 3600.0,
         max_stale: float = 24 * 3600.0,
@@ -234,11 +241,15 @@ class RemoteJWKS:
             raise ValueError(f"JWKS URL {url!r} needs a host and no userinfo")
         if not 0 <= min_refresh <= default_refresh <= max_refresh:
             raise ValueError("refresh bounds must satisfy 0 <= min_refresh <= default_refresh <= max_refresh")
+        if not 0 <= unknown_kid_refresh <= 86400:
+            raise ValueError("unknown_kid_refresh must be between 0 and 86400 seconds")
         if not 0 < timeout <= 60 or max_stale <= 0 or not 0 < max_bytes <= 16 * 1024 * 1024:
             raise ValueError("timeout, max_stale and max_bytes must be positive (timeout at most 60 s)")
         self.url = url
         self._algorithms = frozenset(algorithms)
         self.min_refresh, self.default_refresh, self.max_refresh = min_refresh, default_refresh, max_refresh
+        #: How soon after the last fetch an unknown kid may ask for another (the rotation wait).
+        self.unknown_kid_refresh = min(unknown_kid_refresh, min_refresh)
         self.max_stale, self.timeout, self.max_bytes = max_stale, timeout, max_bytes
         self._verify = verify
         self._clock = clock
@@ -274,14 +285,16 @@ class RemoteJWKS:
         return self._keys
 
     async def refresh(self) -> KeySet:
-        await self._fetch_now(self._clock())
+        """An unknown kid: fetch now unless a fetch started less than ``unknown_kid_refresh``
+        seconds ago (then the current keys answer, and the WIT is refused meanwhile)."""
+        await self._fetch_now(self._clock(), self.unknown_kid_refresh)
         return await self.keys()
 
-    def _start_fetch(self, now: float) -> asyncio.Task[None] | None:
+    def _start_fetch(self, now: float, interval: float | None = None) -> asyncio.Task[None] | None:
         if self._inflight is not None and not self._inflight.done():
             return self._inflight
-        if now - self._attempted_at < self.min_refresh:
-            return None  # rate limited: at most one fetch per min_refresh
+        if now - self._attempted_at < (self.min_refresh if interval is None else interval):
+            return None  # rate limited: at most one fetch per interval, whoever asks
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -290,8 +303,8 @@ class RemoteJWKS:
         self._inflight = loop.create_task(self._fetch())
         return self._inflight
 
-    async def _fetch_now(self, now: float) -> None:
-        task = self._start_fetch(now)
+    async def _fetch_now(self, now: float, interval: float | None = None) -> None:
+        task = self._start_fetch(now, interval)
         if task is not None:
             await asyncio.shield(task)
 
@@ -461,5 +474,10 @@ class TrustAnchors:
                 "The trust domain's keys could not be obtained; the request cannot be verified.",
             )
         if not found:
+            # A remote issuer may have published this kid since the last fetch: say when
+            # it will be looked up again, so a caller that just rotated knows to retry.
+            wait = max((getattr(s, "unknown_kid_refresh", 0.0) for s in sources), default=0.0)
+            if kid is not None and wait:
+                raise Reject("wit-key-unknown", _UNKNOWN_KID_RETRY.format(wait=wait))
             raise Reject("wit-key-unknown", "No trust anchor key matches the token's kid and alg.")
         raise Reject("wit-key-unknown", "More than one trust anchor key fits; the token needs a kid.")

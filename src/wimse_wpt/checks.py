@@ -64,6 +64,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     Check("replay", "replay", "this (workload, jti) was never accepted before",
           ("wpt-replayed", "replay-store-unavailable", "replay-cache-full", "replay-store-unsafe",
            "replay-quota-exceeded")),
+    Check("bearer", "bearer", "a bearer-only caller is vouched for by the app, may still use a bearer and is not WIT-capable",
+          ("bearer-invalid", "bearer-refused"), by_verifier=False),
     Check("route-allow", "policy", "the workload is allowed on this route", ("workload-forbidden",), by_verifier=False),
     Check("internal", "internal", "no unexpected failure inside verification", ("internal-error",)),
 )

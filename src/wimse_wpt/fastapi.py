@@ -10,10 +10,12 @@
     @app.post("/admin", dependencies=[Depends(require_workload("wimse://example.com/ops/*"))])
     async def admin(): ...
 
-``install`` also documents the WIT and WPT headers in the OpenAPI schema, as one security
-requirement (both headers, per the configured profile) on every route the middleware
-protects. The dependencies themselves only read the request: nothing per request is spent
-on documentation.
+``install`` leaves the app's own ``docs_url``, ``redoc_url`` and ``openapi_url`` (and Swagger
+UI's OAuth2 redirect) open: an app that wants them closed disables them (``FastAPI(docs_url=None,
+redoc_url=None, openapi_url=None)``). It documents, on every route the middleware protects, the
+WIT and WPT headers as one security requirement (both headers, per the configured profile) and
+the problem responses (``application/problem+json``) the middleware may answer with. The
+dependencies themselves only read the request: nothing per request is spent on documentation.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
+from .coexistence import BearerCoexistence
 from .identifiers import IdentifierPattern
 from .middleware import (
     SCOPE_KEY,
@@ -35,8 +38,10 @@ from .middleware import (
     log_rejection,
     verified_workload,
 )
+from .observability import Hook, Observers
 from .paths import PathPattern, PathPolicy
 from .problems import Problem, VerificationError
+from .settings import Mode
 from .verifier import VerifiedWorkload, Verifier
 
 
@@ -126,37 +131,84 @@ def install(
     allow: Iterable[str] = (),
     strip_credentials: bool = True,
     path_policy: PathPolicy | None = None,
+    mode: Mode = "enforce",
+    observers: Iterable[Hook] | Observers = (),
+    bearer: BearerCoexistence | None = None,
 ) -> None:
-    """Add :class:`WPTMiddleware` to ``app`` and render the dependencies' refusals as problems."""
+    """Add :class:`WPTMiddleware` to ``app`` and render the dependencies' refusals as problems.
+    The options are the middleware's (see :class:`~wimse_wpt.middleware.WPTMiddleware`)."""
     options: dict[str, Any] = {
         "verifier": verifier,
         "exclude": [exclude] if isinstance(exclude, str) else list(exclude),
         "routes": list(routes),
-        "allow": list(allow),
+        "allow": [allow] if isinstance(allow, str) else list(allow),
         "strip_credentials": strip_credentials,
         "path_policy": path_policy,
+        "mode": mode,
+        "observers": observers if isinstance(observers, Observers) else Observers(observers),
+        "bearer": bearer,
     }
+    # The app's own documentation stays reachable: FastAPI serves it only when enabled.
+    docs = [app.docs_url, app.redoc_url, app.openapi_url]
+    if app.docs_url:
+        docs.append(app.swagger_ui_oauth2_redirect_url)
+    options["exclude"] += [url for url in docs if url and url not in options["exclude"]]
     app.add_middleware(WPTMiddleware, **options)
     app.add_exception_handler(VerificationError, problem_handler)
     _document(app, verifier.profile, [PathPattern.parse(p) for p in options["exclude"]])
 
 
+#: RFC 9457 problem details as the middleware renders them (plus its stable ``code``).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details; `code` is the stable wimse-wpt problem code.",
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference", "example": "urn:wimse-wpt:problem:wit-missing"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "example": "wit-missing"},
+    },
+    "required": ["type", "title", "status", "detail", "code"],
+}
+
+
+def _problem_responses(profile: str) -> dict[str, dict[str, Any]]:
+    credential = "The workload's credentials are missing or invalid (wit-*, wpt-*, ath/tth/oth-*, bearer-invalid)"
+    descriptions = {
+        "400": "The request path is ambiguous (path-ambiguous)"
+        + ("" if profile == "wpt-02" else "; or: " + credential[0].lower() + credential[1:]),
+        "401": credential + "; with WWW-Authenticate: WPT" if profile == "wpt-02" else None,
+        "403": "The workload is not allowed on this route (workload-forbidden, bearer-refused)",
+        "429": "The workload holds its whole share of the replay cache (replay-quota-exceeded)",
+        "503": "A check could not run: replay store or trust anchor keys unavailable; refused, not waved through",
+    }
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {status: {"description": text, "content": content} for status, text in descriptions.items() if text}
+
+
 def _document(app: FastAPI, profile: str, excluded: list[PathPattern]) -> None:
-    """Add the two headers to the OpenAPI schema of every protected operation."""
+    """Add the two headers and the problem responses to every protected operation's schema."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
-        schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(_security_schemes(profile))
+        components = schema.setdefault("components", {})
+        components.setdefault("securitySchemes", {}).update(_security_schemes(profile))
+        components.setdefault("schemas", {}).setdefault("Problem", PROBLEM_SCHEMA)
         requirement: dict[str, list[str]] = {"WorkloadIdentityToken": [], "WorkloadProofToken": []}
+        problems = _problem_responses(profile)
         for path, operations in schema.get("paths", {}).items():
             if any(p.matches(path) for p in excluded):
                 continue
             for operation in operations.values():
                 if isinstance(operation, dict):
                     operation.setdefault("security", []).append(requirement)
+                    responses = operation.setdefault("responses", {})
+                    for status, response in problems.items():
+                        responses.setdefault(status, response)  # the app's own description wins
         app.openapi_schema = schema
         return schema
 

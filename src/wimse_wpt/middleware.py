@@ -5,24 +5,33 @@ On success the app is called with the :class:`~wimse_wpt.verifier.VerifiedWorklo
 (scopes ``authenticated`` and ``workload``), so ``starlette.authentication.requires``
 works. The WIT and WPT headers are removed before the app sees them. Failures are answered
 with RFC 9457 ``application/problem+json`` and logged, one line each, without any token.
+
+Modes (globally, or per :class:`RouteRule`): ``enforce`` refuses what fails; ``report-only``
+verifies, logs and reports every outcome but lets every request through (the app sees the
+workload only when enforce would have let the request in); ``optional`` lets a request
+without any WIMSE header through unauthenticated, and refuses one whose headers fail.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .coexistence import BEARER_SCOPES, BearerCoexistence, BearerUser
 from .identifiers import IdentifierPattern
+from .observability import Hook, Observers, VerificationEvent, log_extra
 from .paths import PathPattern, PathPolicy, canonical_path, has_dot_segment, route_path
 from .problems import Kind, Problem, Profile, Reject, VerificationError
+from .settings import MODES, Mode
 from .verifier import AUTHORIZATION, WIT_HEADER, WPT_HEADER, VerifiedWorkload, Verifier
 
 logger = logging.getLogger("wimse_wpt")
@@ -60,17 +69,41 @@ class RouteRule:
         allow: workload identifier patterns allowed here (``wimse://example.com/billing/*``);
             empty means any verified workload.
         audiences: extra ``aud`` values accepted for this route.
+        mode: ``enforce``, ``report-only`` or ``optional`` for this route; None (default)
+            takes the middleware's ``mode``.
     """
 
     path: str
     allow: Iterable[str] = ()
     audiences: Iterable[str] = ()
+    mode: Mode | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
     allow: tuple[IdentifierPattern, ...]
     audiences: frozenset[str]
+    mode: Mode
+    route: str  # the pattern, as events name it: never the request's own path
+
+
+#: How much each mode blocks: where two rules judge one request, the stricter applies.
+_STRICTNESS: Final = {"report-only": 0, "optional": 1, "enforce": 2}
+#: The route events name for requests judged before any rule could apply.
+AMBIGUOUS_ROUTE: Final = "(ambiguous path)"
+DEFAULT_ROUTE: Final = "*"
+_WIMSE_HEADERS: Final = frozenset({WIT_HEADER, WPT_HEADER})
+
+
+def _is_wimse_field(header: tuple[bytes, bytes]) -> bool:
+    name = header[0].lower()
+    if name == AUTHORIZATION:
+        return header[1].strip(b" \t").partition(b" ")[0].split(b"\t", 1)[0].lower() == b"wpt"
+    return name in _WIMSE_HEADERS
+
+
+#: Read only when observers are configured (events carry the verification time).
+_clock = time.perf_counter
 
 
 #: The scope key under which the middleware leaves what the FastAPI dependencies need to refuse
@@ -107,18 +140,29 @@ class ProblemResponse(Response):
         self.background = None
 
 
-def log_rejection(scope: Scope, problem: Problem, identifier: str | None, path: str | None = None) -> None:
-    """One line per refusal: the code, and the workload when known. Never a token."""
+def log_rejection(
+    scope: Scope,
+    problem: Problem,
+    identifier: str | None,
+    path: str | None = None,
+    *,
+    event: VerificationEvent | None = None,
+) -> None:
+    """One line per refusal: the code, and the workload when known. Never a token. With the
+    request's ``event``, the record carries its fields as ``extra`` (``wimse_*``), and a
+    request let through in report-only mode reads ``wpt reported`` instead."""
     if path is None:  # behind the middleware, the scope's path is the canonical one
         path = route_path(scope.get("path", ""), scope.get("root_path", "")) or "/"
     logger.log(
         logging.WARNING if problem.kind is Kind.UNAVAILABLE else logging.INFO,
-        "wpt rejected code=%s status=%d workload=%s method=%s path=%r",
+        "wpt %s code=%s status=%d workload=%s method=%s path=%r",
+        "reported" if event is not None and event.outcome == "reported" else "rejected",
         problem.code,
         problem.status,
         identifier or "-",
         scope.get("method", "WEBSOCKET"),
         path[:200],
+        extra=log_extra(event) if event is not None else None,
     )
 
 
@@ -156,12 +200,18 @@ class WPTMiddleware:
         app: the ASGI app to protect.
         verifier: a configured :class:`~wimse_wpt.verifier.Verifier`.
         exclude: paths open without tokens (``/healthz``, ``/public/*``).
-        routes: per-route allow-lists and audience aliases; the longest matching path wins.
+        routes: per-route allow-lists, audience aliases and modes; the longest matching path wins.
         allow: workload identifier patterns allowed on every route without its own ``allow``.
         strip_credentials: remove the WIT and WPT headers before the app sees them (default),
             so an app that forwards headers cannot leak a usable credential.
         path_policy: how to treat ambiguous paths (:class:`~wimse_wpt.paths.PathPolicy`);
             by default they are refused with ``400 path-ambiguous``.
+        mode: ``enforce`` (default), ``report-only`` or ``optional`` for every route without
+            its own ``mode``.
+        observers: hooks called with one :class:`~wimse_wpt.observability.VerificationEvent`
+            per judged request (callables, or objects with ``on_event``).
+        bearer: a :class:`~wimse_wpt.coexistence.BearerCoexistence` letting listed callers
+            still authenticate with a bearer token during a migration.
     """
 
     def __init__(
@@ -174,6 +224,9 @@ class WPTMiddleware:
         allow: Iterable[str] = (),
         strip_credentials: bool = True,
         path_policy: PathPolicy | None = None,
+        mode: Mode = "enforce",
+        observers: Iterable[Hook] | Observers = (),
+        bearer: BearerCoexistence | None = None,
     ) -> None:
         if not isinstance(verifier, Verifier):
             raise TypeError("verifier must be a wimse_wpt.Verifier")
@@ -181,9 +234,17 @@ class WPTMiddleware:
             path_policy = PathPolicy()
         if not isinstance(path_policy, PathPolicy):
             raise TypeError("path_policy must be a wimse_wpt.paths.PathPolicy")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if bearer is not None and not isinstance(bearer, BearerCoexistence):
+            raise TypeError("bearer must be a wimse_wpt.coexistence.BearerCoexistence")
         self.app = app
         self.verifier = verifier
         self._paths = path_policy
+        self._mode = mode
+        self._bearer = bearer
+        self._observers = observers if isinstance(observers, Observers) else Observers(observers)
+        self._observed = bool(self._observers)  # a plain bool: the one test a request pays without hooks
         excluded = [PathPattern.parse(p) for p in ([exclude] if isinstance(exclude, str) else exclude)]
         # "/x/*" opens "/x" too; str.startswith takes the tuple of prefixes in one call.
         self._open_exact = frozenset(
@@ -191,22 +252,36 @@ class WPTMiddleware:
         )
         self._open_prefixes = tuple(p.base for p in excluded if p.prefix)
         default_allow = tuple(IdentifierPattern(p) for p in ([allow] if isinstance(allow, str) else allow))
-        self._default = _Rule(default_allow, frozenset())
+        self._default = _Rule(default_allow, frozenset(), mode, DEFAULT_ROUTE)
         rules: list[tuple[PathPattern, _Rule]] = []
         for route in routes:
             pattern = PathPattern.parse(route.path)
             allowed = tuple(IdentifierPattern(p) for p in route.allow) or default_allow
-            rules.append((pattern, _Rule(allowed, frozenset(verifier.check_audiences(route.audiences)))))
+            if route.mode is not None and route.mode not in MODES:
+                raise ValueError(f"RouteRule {route.path!r}: mode must be one of {', '.join(MODES)}, not {route.mode!r}")
+            audiences = frozenset(verifier.check_audiences(route.audiences))
+            rules.append((pattern, _Rule(allowed, audiences, route.mode or mode, route.path)))
         # Longest first, exact before prefix of the same length: the most specific rule wins.
         rules.sort(key=lambda r: (len(r[0].base), not r[0].prefix), reverse=True)
         # Exact rules, then each "/x/*" rule for "/x" itself unless "/x" has an exact rule.
         self._exact = {p.base[:-1]: rule for p, rule in rules if p.prefix and p.base.endswith("/")}
         self._exact.update({p.base: rule for p, rule in rules if not p.prefix})
         self._prefixes = tuple((p.base, rule) for p, rule in rules if p.prefix)
+        # An ambiguous path cannot be matched to a rule: the app (StaticFiles, a proxy) may
+        # serve it from under any of them. It is let through only where no rule blocks.
+        self._ambiguous_passes = all(rule.mode == "report-only" for rule in [self._default, *(r for _, r in rules)])
+        # Only these modes need to know, before verifying, whether any WIMSE header is there.
+        self._sniff = bearer is not None or any(
+            rule.mode == "optional" for rule in [self._default, *(r for _, r in rules)]
+        )
         profile = verifier.profile
         self._judged = Judged(profile)
         self._forbidden = Problem.of("workload-forbidden", "This workload is not allowed to call this route.", profile)
         self._internal = Problem.of("internal-error", "The request could not be verified.", profile)
+        self._bearer_invalid = Problem.of("bearer-invalid", "The bearer token was not accepted.", profile)
+        self._bearer_refused = Problem.of(
+            "bearer-refused", "This caller may not authenticate with a bearer token here: send a WIT and a WPT.", profile
+        )
         strip = {WIT_HEADER, WPT_HEADER if profile == "wpt-01" else AUTHORIZATION}
         self._strip = frozenset(strip) if strip_credentials else frozenset()
 
@@ -214,17 +289,25 @@ class WPTMiddleware:
         if scope["type"] not in ("http", "websocket"):  # lifespan passes through
             await self.app(scope, receive, send)
             return
+        # Without observers no clock is read and no event is built.
+        started = _clock() if self._observed else 0.0
         try:
             where = canonical_path(scope, self._paths)
         except Reject as reject:  # refused before any exclusion or rule could apply
             seen = route_path(scope.get("path", ""), scope.get("root_path", ""))
             problem = Problem.of(reject.code, reject.detail, self._judged.profile)
-            await self._refuse(scope, receive, send, problem, None, seen)
+            if self._ambiguous_passes:  # report-only everywhere: nothing stricter to reach
+                await self._let_through(scope, receive, send, problem, None, seen, AMBIGUOUS_ROUTE, started)
+                return
+            await self._refuse(scope, receive, send, problem, None, seen, AMBIGUOUS_ROUTE, "enforce", started)
             return
         except Exception as exc:
             seen = route_path(scope.get("path", ""), scope.get("root_path", ""))
             log_internal_error(scope, exc, seen)
-            await self._refuse(scope, receive, send, self._internal, None, seen, logged=True)
+            if self._ambiguous_passes:
+                await self._let_through(scope, receive, send, self._internal, None, seen, AMBIGUOUS_ROUTE, started, True)
+                return
+            await self._refuse(scope, receive, send, self._internal, None, seen, AMBIGUOUS_ROUTE, "enforce", started, True)
             return
         scope = dict(scope)
         if where.rewritten is not None:  # the app serves the normalised path the rules judged
@@ -235,8 +318,25 @@ class WPTMiddleware:
             scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
             await self.app(scope, receive, send)
             return
+        rule = self._rule(path)
+        mode = rule.mode
+        if len(path) > 1 and path[-1] == "/":  # "/x/" is served as "/x": the stricter mode of both
+            twin = self._rule(path[:-1]).mode
+            if _STRICTNESS[twin] > _STRICTNESS[mode]:
+                mode = twin
+        if self._sniff:
+            bearer = self._bearer_or_nothing(scope["headers"])
+            if bearer is not None:
+                if bearer and self._bearer is not None:
+                    await self._bearer_way(scope, receive, send, bearer, path, rule, mode, started)
+                    return
+                if mode == "optional":  # no WIMSE header at all: in, unauthenticated
+                    if self._observed:
+                        self._emit(scope, "unauthenticated", None, None, rule.route, mode, 200, started)
+                    scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
+                    await self.app(scope, receive, send)
+                    return
         try:
-            rule = self._rule(path)
             workload = await self.verifier.verify(
                 scope["headers"],
                 path=where.target,
@@ -247,17 +347,93 @@ class WPTMiddleware:
             if not self._allowed(workload.identifier, path, rule):
                 raise VerificationError(self._forbidden, workload.identifier)
         except VerificationError as error:
-            await self._refuse(scope, receive, send, error.problem, error.identifier, path)
+            if mode == "report-only":
+                await self._let_through(scope, receive, send, error.problem, error.identifier, path, rule.route, started)
+                return
+            await self._refuse(scope, receive, send, error.problem, error.identifier, path, rule.route, mode, started)
             return
         except Exception as exc:  # no input should get here; the server must never see it
             log_internal_error(scope, exc, path)
-            await self._refuse(scope, receive, send, self._internal, None, path, logged=True)
+            if mode == "report-only":
+                await self._let_through(scope, receive, send, self._internal, None, path, rule.route, started, True)
+                return
+            await self._refuse(scope, receive, send, self._internal, None, path, rule.route, mode, started, True)
             return
+        if self._observed:
+            self._emit(scope, "accepted", None, workload.identifier, rule.route, mode, 200, started, "wpt")
         if self._strip:
             scope["headers"] = [h for h in scope["headers"] if h[0] not in self._strip]
         scope["state"] = {**scope.get("state", {}), "workload": workload}
         scope["user"] = WorkloadUser(workload)
         scope["auth"] = AuthCredentials(AUTH_SCOPES)  # it makes its own list
+        await self.app(scope, receive, send)
+
+    def _bearer_or_nothing(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+        """None when the request carries any WIMSE header (Workload-Identity-Token,
+        Workload-Proof-Token, or an Authorization field of scheme WPT, in either profile):
+        it must then be verified whole. Otherwise the bearer token of its single
+        ``Authorization: Bearer`` field, or ``b""`` when there is none."""
+        authorizations: list[bytes] = []
+        for name, value in headers:
+            name = name.lower()
+            if name in _WIMSE_HEADERS:
+                return None
+            if name == AUTHORIZATION:
+                if _is_wimse_field((name, value)):
+                    return None
+                authorizations.append(value)
+        bearers = [v for v in authorizations if v.strip(b" \t").partition(b" ")[0].lower() == b"bearer"]
+        if len(authorizations) > 1:
+            # Which of two fields is the bearer is not guessed: with a coexistence policy, the
+            # WPT way refuses them; without one, no field is ours to judge.
+            return None if bearers and self._bearer is not None else b""
+        return bearers[0].strip(b" \t").partition(b" ")[2].strip(b" \t") if bearers else b""
+
+    async def _bearer_way(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        token: bytes,
+        path: str,
+        rule: _Rule,
+        mode: Mode,
+        started: float,
+    ) -> None:
+        """A bearer-only request under a coexistence policy: the app's callable names the
+        caller, and that identifier (never a claim read before) is what both lists judge."""
+        policy = self._bearer
+        assert policy is not None
+        identifier: str | None = None
+        try:
+            if len(token) > policy.max_bytes:
+                raise VerificationError(self._bearer_invalid)
+            identifier = await policy.identify(token.decode("latin-1"))
+            if identifier is None:
+                raise VerificationError(self._bearer_invalid)
+            if not policy.may_use_bearer(identifier):
+                raise VerificationError(self._bearer_refused, identifier)
+            if not self._allowed(identifier, path, rule):
+                raise VerificationError(self._forbidden, identifier)
+        except VerificationError as error:
+            problem, who = error.problem, error.identifier
+            if mode == "report-only":
+                await self._let_through(scope, receive, send, problem, who, path, rule.route, started, False, "bearer")
+                return
+            await self._refuse(scope, receive, send, problem, who, path, rule.route, mode, started, False, "bearer")
+            return
+        except Exception as exc:  # the app's check failed: fail closed, never wave it through
+            log_internal_error(scope, exc, path)
+            if mode == "report-only":
+                await self._let_through(scope, receive, send, self._internal, None, path, rule.route, started, True, "bearer")
+                return
+            await self._refuse(scope, receive, send, self._internal, None, path, rule.route, mode, started, True, "bearer")
+            return
+        if self._observed:
+            self._emit(scope, "accepted", None, identifier, rule.route, mode, 200, started, "bearer")
+        scope["state"] = {**scope.get("state", {}), "bearer_caller": identifier}
+        scope["user"] = BearerUser(identifier)
+        scope["auth"] = AuthCredentials(BEARER_SCOPES)
         await self.app(scope, receive, send)
 
     def _allowed(self, identifier: str, path: str, rule: _Rule) -> bool:
@@ -289,6 +465,61 @@ class WPTMiddleware:
                 return candidate
         return self._default
 
+    def _emit(
+        self,
+        scope: Scope,
+        outcome: Any,
+        problem: Problem | None,
+        identifier: str | None,
+        route: str,
+        mode: str,
+        status: int,
+        started: float,
+        credential: str | None = None,
+    ) -> VerificationEvent:
+        event = VerificationEvent.of(
+            outcome,
+            problem.code if problem is not None else None,
+            workload=identifier,
+            route=route,
+            profile=self._judged.profile,
+            duration=_clock() - started if self._observed else 0.0,
+            status=status,
+            method=scope.get("method", "WEBSOCKET"),
+            mode=mode,
+            credential=credential,
+        )
+        if self._observed:
+            self._observers.emit(event)
+        return event
+
+    async def _let_through(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        problem: Problem,
+        identifier: str | None,
+        path: str,
+        route: str,
+        started: float,
+        logged: bool = False,
+        credential: str | None = "wpt",
+    ) -> None:
+        """Report-only: record what enforce would have refused, then call the app with no
+        workload (nothing enforce would not have let it see)."""
+        event = self._emit(scope, "reported", problem, identifier, route, "report-only", problem.status, started, credential)
+        if not logged:
+            log_rejection(scope, problem, identifier, path, event=event)
+        scope = dict(scope)
+        scope[SCOPE_KEY] = self._judged
+        if self._strip:
+            # The WIMSE credentials only: an Authorization field of another scheme (the app's
+            # own bearer auth, still in use while this is report-only) reaches the app as sent.
+            scope["headers"] = [h for h in scope["headers"] if not _is_wimse_field(h)]
+        scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
+        await self.app(scope, receive, send)
+
     async def _refuse(
         self,
         scope: Scope,
@@ -297,10 +528,15 @@ class WPTMiddleware:
         problem: Problem,
         identifier: str | None,
         path: str,
+        route: str,
+        mode: str,
+        started: float,
         logged: bool = False,
+        credential: str | None = "wpt",
     ) -> None:
+        event = self._emit(scope, "refused", problem, identifier, route, mode, problem.status, started, credential)
         if not logged:
-            log_rejection(scope, problem, identifier, path)
+            log_rejection(scope, problem, identifier, path, event=event)
         status, headers, body = render_problem(problem)
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -49,6 +49,7 @@ class VerificationEvent:
     status: int = 200  # the status sent (or that would have been sent, in report-only)
     method: str = ""
     mode: str = "enforce"
+    credential: str | None = None  # "wpt" or "bearer": what the request authenticated with
 
     @classmethod
     def of(
@@ -64,11 +65,14 @@ class VerificationEvent:
         status: int = 200,
         method: str = "",
         mode: str = "enforce",
+        credential: str | None = None,
     ) -> VerificationEvent:
         """An event whose stage is derived from its code (see :mod:`wimse_wpt.checks`)."""
         if trust_domain is None and workload is not None and "://" in workload:
             trust_domain = workload.split("://", 1)[1].split("/", 1)[0]
-        return cls(outcome, code, stage_of(code), workload, trust_domain, route, profile, duration, status, method, mode)
+        return cls(
+            outcome, code, stage_of(code), workload, trust_domain, route, profile, duration, status, method, mode, credential
+        )
 
     @property
     def refused(self) -> bool:

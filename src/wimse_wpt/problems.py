@@ -87,6 +87,9 @@ CATALOG: dict[str, tuple[Kind, str]] = {
     "oth-unknown": (_C, "Proof binds a token header this service does not accept"),
     # Authorization by workload identifier (middleware route rules).
     "workload-forbidden": (_F, "Workload not allowed"),
+    # Bearer tokens during a migration (wpt-01 section 2.2; middleware's BearerCoexistence).
+    "bearer-invalid": (_C, "Bearer token not valid"),
+    "bearer-refused": (_F, "Bearer token not accepted from this caller"),
     # Checks that could not run: refused, never waved through.
     "replay-store-unavailable": (_U, "Replay store unavailable"),
     "replay-cache-full": (_U, "Replay cache full"),

@@ -282,7 +282,7 @@ def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITH
     kty = jwk.get("kty")
     if kty == "oct":
         raise TokenError("symmetric keys are not accepted")
-    if kty not in _KEY_TYPES:
+    if not isinstance(kty, str) or kty not in _KEY_TYPES:  # a list or object is unhashable
         raise TokenError("unsupported key type")
     if _PRIVATE_MEMBERS.intersection(jwk):
         raise TokenError("private key material is not accepted where a public key is expected")

@@ -1,0 +1,64 @@
+"""Checks the WIT and the WPT share: NumericDates (``exp``, ``nbf``), hashes, header refusals."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .problems import Reject
+from .tokens import TokenError
+
+# NumericDates (RFC 7519 section 2) are accepted in [0, 2**53): every real date is far inside,
+# and no int of an attacker's choosing ever reaches float() (10**400 overflows it).
+MAX_NUMERIC_DATE: Final = 2**53
+_NAMES: Final = {"wit": "workload identity token", "wpt": "workload proof token"}
+
+
+def numeric_date(value: object) -> float | None:
+    """A claim's NumericDate as a float, or None if it is not a number in the sane range."""
+    if type(value) is int:  # not bool, which is an int subclass
+        return float(value) if 0 <= value < MAX_NUMERIC_DATE else None
+    if type(value) is float:  # NaN fails both comparisons; infinities fail one
+        return value if 0.0 <= value < MAX_NUMERIC_DATE else None
+    return None
+
+
+def check_times(claims: Mapping[str, Any], now: float, which: str, leeway: float, max_lifetime: float) -> float:
+    """``exp`` present, not passed and not too far; ``nbf``, when present, passed. Returns exp."""
+    exp = numeric_date(claims.get("exp"))
+    if exp is None:
+        raise Reject(f"{which}-claim-invalid", f"The {_NAMES[which]} needs a numeric exp claim.")
+    if now >= exp + leeway:
+        raise Reject(f"{which}-expired", f"The {_NAMES[which]} has expired.")
+    if exp - now > max_lifetime + leeway:
+        raise Reject(f"{which}-lifetime", f"The {_NAMES[which]} expires too far in the future.")
+    if "nbf" in claims:
+        nbf = numeric_date(claims["nbf"])
+        if nbf is None or now + leeway < nbf:
+            raise Reject(f"{which}-claim-invalid", f"The {_NAMES[which]} is not valid yet (nbf).")
+    return exp
+
+
+def expired(which: str) -> Reject:
+    return Reject(f"{which}-expired", f"The {_NAMES[which]} has expired.")
+
+
+def hash_matches(claim: object, expected: str) -> bool:
+    """A hash claim (wth, ath, tth, oth) equals the expected base64url hash."""
+    return isinstance(claim, str) and claim.isascii() and hmac.compare_digest(claim, expected)
+
+
+def header_reject(which: str, exc: TokenError) -> Reject:
+    """The problem for a token the JOSE layer refused (``tokens.check_header``, ``parse_compact``)."""
+    reason = str(exc)
+    if reason == "typ":
+        media = "wit+jwt" if which == "wit" else "wpt+jwt"
+        return Reject(f"{which}-type", f"The typ header must be {media}.")
+    if reason == "crit":
+        return Reject(f"{which}-crit", "Critical header extensions (crit, b64) are not supported.")
+    if reason == "alg":
+        return Reject(f"{which}-malformed", "The alg header must be a string.")
+    if reason == "token too large":
+        return Reject(f"{which}-too-large", "The token is too large.")
+    return Reject(f"{which}-malformed", f"The token is not a well-formed compact JWS: {reason}.")

@@ -1,0 +1,140 @@
+"""WIT validation (draft-ietf-wimse-workload-creds section 5.1.4) and the cache of verified WITs.
+
+A WIT that verified is kept, by the SHA-256 of the token as sent, until it expires or its trust
+domain's keys change: a steady caller costs a dict lookup here, not a signature check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from .anchors import TrustAnchors
+from .claims import check_times, expired, header_reject
+from .identifiers import parse_identifier
+from .problems import Reject
+from .tokens import PublicKey, TokenError, check_header, decode_json_object, import_public_key, parse_compact, token_hash
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedWIT:
+    identifier: str
+    trust_domain: str
+    claims: Mapping[str, Any]
+    key: PublicKey  # cnf.jwk, imported once
+    alg: str  # cnf.jwk.alg: the WPT's alg must equal it
+    exp: float
+    anchors_generation: int
+    wth: str  # base64url(SHA-256(WIT)), what the WPT's wth claim must equal
+
+
+class WITValidator:
+    """Validates WITs against the trust anchors, and remembers those that verified."""
+
+    def __init__(
+        self,
+        anchors: TrustAnchors,
+        algorithms: frozenset[str],
+        *,
+        leeway: float,
+        max_lifetime: float,
+        max_token_bytes: int,
+        cache_size: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.anchors = anchors
+        self.algorithms = algorithms
+        self.leeway = leeway
+        self.max_lifetime = max_lifetime
+        self.max_token_bytes = max_token_bytes
+        self._clock = clock
+        # Verified WITs by the SHA-256 of the WIT as sent: a plain dict, read on every request.
+        self._cache: dict[bytes, VerifiedWIT] = {}
+        self._cache_size = cache_size
+
+    def lookup(self, token: bytes, now: float) -> tuple[bytes, VerifiedWIT | None]:
+        """The token's digest, and its verified WIT if it is cached, unexpired, and its trust
+        domain's keys have not changed since it was verified."""
+        digest = hashlib.sha256(token).digest()
+        wit = self._cache.get(digest)
+        if wit is None or now >= wit.exp + self.leeway:
+            return digest, None
+        if wit.anchors_generation != self.anchors.generation(wit.trust_domain):
+            return digest, None
+        return digest, wit
+
+    async def validate(self, token: bytes, digest: bytes, now: float) -> tuple[VerifiedWIT, float]:
+        """Verify a WIT not (or no longer) cached; returns it and the time after the key lookup."""
+        wit = await self._verify(token, now)
+        # The key source may have waited (a JWKS fetch): what follows must use fresh time.
+        now = self._clock()
+        if now >= wit.exp + self.leeway:
+            raise expired("wit")
+        self._remember(digest, wit, now)
+        return wit, now
+
+    async def _verify(self, token: bytes, now: float) -> VerifiedWIT:
+        try:
+            compact = parse_compact(token, self.max_token_bytes)
+            alg = check_header(compact.header, "wit+jwt")
+        except TokenError as exc:
+            raise header_reject("wit", exc) from None
+        if alg not in self.algorithms:
+            raise Reject("wit-alg", "The workload identity token's alg is not allowed.")
+        kid = compact.header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise Reject("wit-malformed", "The kid header must be a string.")
+        try:
+            claims = decode_json_object(compact.payload)
+        except TokenError:
+            raise Reject("wit-malformed", "The workload identity token's claims are not a JSON object.") from None
+        try:
+            identifier = parse_identifier(claims.get("sub"))
+        except ValueError:
+            raise Reject("wit-subject", "The sub claim is not a canonical workload identifier.") from None
+        # The keys are the trust domain's of sub: never chosen by iss, jku, x5u or any other claim.
+        if identifier.trust_domain not in self.anchors.trust_domains:
+            raise Reject("wit-trust-domain", "The workload's trust domain is not trusted here.")
+        exp = check_times(claims, now, "wit", self.leeway, self.max_lifetime)
+        cnf_key, cnf_alg = self._confirmation_key(claims.get("cnf"))
+        generation = self.anchors.generation(identifier.trust_domain)
+        anchor = await self.anchors.find_key(identifier.trust_domain, kid, alg)
+        if not anchor.verify(alg, compact.signing_input, compact.signature):
+            raise Reject("wit-signature", "The workload identity token's signature does not verify.")
+        return VerifiedWIT(
+            identifier.value,
+            identifier.trust_domain,
+            MappingProxyType(claims),
+            cnf_key,
+            cnf_alg,
+            exp,
+            generation,
+            token_hash(token),
+        )
+
+    def _confirmation_key(self, cnf: object) -> tuple[PublicKey, str]:
+        jwk = cnf.get("jwk") if isinstance(cnf, dict) else None
+        if not isinstance(jwk, dict):
+            raise Reject("wit-cnf", "The WIT has no cnf.jwk confirmation key.")
+        alg = jwk.get("alg")
+        # Checked here, not left to the key import: an alg outside the configured list is never trusted.
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise Reject("wit-cnf", "The confirmation key's alg is missing or not an allowed algorithm.")
+        try:
+            key = import_public_key(jwk, frozenset({alg}))
+        except TokenError as exc:
+            raise Reject("wit-cnf", f"The confirmation key is not acceptable: {exc}.") from None
+        return key, alg
+
+    def _remember(self, digest: bytes, wit: VerifiedWIT, now: float) -> None:
+        cache = self._cache
+        if len(cache) >= self._cache_size:
+            # Make room: first what has expired, then the oldest (it is only verified again).
+            for key in [k for k, v in cache.items() if now >= v.exp + self.leeway]:
+                del cache[key]
+            while len(cache) >= self._cache_size:
+                del cache[next(iter(cache))]
+        cache[digest] = wit
