@@ -5,13 +5,13 @@ Client side: :class:`WPTAuth` (httpx) and :class:`SigningKey`. Testing: :class:`
 """
 
 from .anchors import JWKSFile, KeySet, KeySource, KeysUnavailable, RemoteJWKS, StaticKeys, TrustAnchors
-from .coexistence import BearerCoexistence, BearerUser
 from .client import SigningKey, WPTAuth, mint_wpt, target_uri
+from .coexistence import BearerCoexistence, BearerUser
 from .devissuer import DevIssuer
 from .health import Readiness
 from .identifiers import IdentifierPattern, WorkloadIdentifier, parse_identifier
 from .middleware import RouteRule, WorkloadUser, WPTMiddleware, verified_workload
-from .observability import PrometheusObserver, OpenTelemetryObserver, VerificationEvent
+from .observability import OpenTelemetryObserver, PrometheusObserver, VerificationEvent
 from .paths import PathPolicy
 from .problems import CATALOG, Problem, Profile, VerificationError
 from .replay import (
