@@ -67,11 +67,12 @@ def test_remote_jwks_refresh_bounds_reach_the_key_source(tmp_path: Path) -> None
         "WIMSE_JWKS_MAX_REFRESH": "600",
         "WIMSE_JWKS_MAX_STALE": "7200",
         "WIMSE_JWKS_TIMEOUT": "2",
+        "WIMSE_JWKS_UNKNOWN_KID_REFRESH": "1",
     }
     source = Settings.from_env(env).trust_anchors().sources("example.com")[0]
     assert isinstance(source, RemoteJWKS)
     assert (source.min_refresh, source.default_refresh, source.max_refresh) == (5, 60, 600)
-    assert (source.max_stale, source.timeout) == (7200, 2)
+    assert (source.max_stale, source.timeout, source.unknown_kid_refresh) == (7200, 2, 1)
     # Without the opt-in, plain http is refused, and the variable is named.
     with pytest.raises(ValueError, match="^WIMSE_TRUST_ANCHORS: .*must be https"):
         Settings.from_env({**env, "WIMSE_ALLOW_INSECURE_JWKS": "0"}).trust_anchors()
@@ -123,6 +124,7 @@ def test_dev_issuer_is_created_once_and_shared(tmp_path: Path) -> None:
         ("WIMSE_MAX_WPT_LIFETIME", "3601"),
         ("WIMSE_MAX_WIT_LIFETIME", "0"),
         ("WIMSE_JWKS_TIMEOUT", "0"),
+        ("WIMSE_JWKS_UNKNOWN_KID_REFRESH", "-1"),
         ("WIMSE_JWKS_MAX_STALE", "-5"),
         ("WIMSE_ALLOW_INSECURE_JWKS", "maybe"),
         ("WIMSE_LOG_LEVEL", "LOUD"),

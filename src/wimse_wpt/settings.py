@@ -62,6 +62,7 @@ VARIABLES: Final[Mapping[str, str]] = {
     "WIMSE_JWKS_MAX_REFRESH": "seconds between refreshes, at most (default 3600)",
     "WIMSE_JWKS_MAX_STALE": "seconds the last good remote keys serve while the endpoint fails (default 86400)",
     "WIMSE_JWKS_TIMEOUT": "seconds one JWKS fetch may take (default 5)",
+    "WIMSE_JWKS_UNKNOWN_KID_REFRESH": "seconds between two fetches asked for by unknown kids (default 5, at most the min refresh)",
     "WIMSE_LOG_LEVEL": "level of the wimse_wpt logger (default INFO: refusals are logged at INFO)",
 }
 
@@ -132,6 +133,7 @@ class Settings:
     jwks_max_refresh: float = 3600.0
     jwks_max_stale: float = 86400.0
     jwks_timeout: float = 5.0
+    jwks_unknown_kid_refresh: float = 5.0
     log_level: str = "INFO"
     #: Unknown ``WIMSE_*`` variables seen (a typo is worth a warning, not a crash).
     unknown: tuple[str, ...] = field(default=(), compare=False)
@@ -202,6 +204,7 @@ class Settings:
             jwks_max_refresh=maximum,
             jwks_max_stale=_number(env, "WIMSE_JWKS_MAX_STALE", 86400.0, 0, 30 * 86400, low_open=True),
             jwks_timeout=_number(env, "WIMSE_JWKS_TIMEOUT", 5.0, 0, 60, low_open=True),
+            jwks_unknown_kid_refresh=_number(env, "WIMSE_JWKS_UNKNOWN_KID_REFRESH", 5.0, 0, 86400),
             log_level=log_level,
             unknown=tuple(sorted(k for k in env if k.startswith(PREFIX) and k not in VARIABLES)),
         )
@@ -258,6 +261,7 @@ class Settings:
                 max_refresh=self.jwks_max_refresh,
                 max_stale=self.jwks_max_stale,
                 timeout=self.jwks_timeout,
+                unknown_kid_refresh=self.jwks_unknown_kid_refresh,
             )
         except ValueError as exc:
             raise ValueError(f"WIMSE_TRUST_ANCHORS: {exc}") from None
@@ -311,6 +315,7 @@ class Settings:
                 "max": self.jwks_max_refresh,
                 "max_stale": self.jwks_max_stale,
                 "timeout": self.jwks_timeout,
+                "unknown_kid_refresh": self.jwks_unknown_kid_refresh,
             },
             "log_level": self.log_level,
         }
