@@ -62,7 +62,7 @@ VARIABLES: Final[Mapping[str, str]] = {
     "WIMSE_JWKS_MAX_REFRESH": "seconds between refreshes, at most (default 3600)",
     "WIMSE_JWKS_MAX_STALE": "seconds the last good remote keys serve while the endpoint fails (default 86400)",
     "WIMSE_JWKS_TIMEOUT": "seconds one JWKS fetch may take (default 5)",
-    "WIMSE_JWKS_UNKNOWN_KID_REFRESH": "seconds between two fetches asked for by unknown kids (default 5, at most the min refresh)",
+    "WIMSE_JWKS_UNKNOWN_KID_REFRESH": "seconds between two fetches that unknown kids ask for (default 5, at most the min)",
     "WIMSE_LOG_LEVEL": "level of the wimse_wpt logger (default INFO: refusals are logged at INFO)",
 }
 
