@@ -55,21 +55,28 @@ def example_service(env: Mapping[str, str], workers: int = 1, port: int | None =
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     if workers > 1:
         command += ["--workers", str(workers)]
-    process = subprocess.Popen(command, env=full_env, cwd=ROOT)
+    with running(command, full_env, origin, "the example service", startup=30):
+        yield origin
+
+
+@contextlib.contextmanager
+def running(command: list[str], env: Mapping[str, str], origin: str, name: str, startup: float = 60) -> Iterator[None]:
+    """Run ``command`` until ``origin``/healthz answers 200; stop it (and wait) whatever happens."""
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + startup
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"the example service exited with {process.returncode}")
+                raise RuntimeError(f"{name} exited with {process.returncode}")
             try:
                 if httpx.get(origin + "/healthz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("the example service did not start")
+                raise RuntimeError(f"{name} did not start")
             time.sleep(0.1)
-        yield origin
+        yield
     finally:
         process.terminate()
         try:

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ import pytest
 from wimse_wpt import DevIssuer, SigningKey, mint_wpt
 
 from .conftest import redis_url
-from .servers import ROOT, free_port, serve
+from .servers import ROOT, free_port, running, serve
 
 COPIES = 1000
 # A few seconds on a quiet machine; the default per-test cap is too tight when 8 sessions share 2 cores.
@@ -73,28 +72,8 @@ def uvicorn_workers(store: str, workers: int, prefix: str = "") -> Iterator[tupl
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     if workers > 1:
         command += ["--workers", str(workers)]
-    process = subprocess.Popen(command, env=env, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {process.returncode}")
-            try:
-                if httpx.get(origin + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.1)
+    with running(command, env, origin, "uvicorn"):
         yield origin, issuer
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def one_request(issuer: DevIssuer, origin: str) -> dict[str, str]:
