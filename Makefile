@@ -39,11 +39,11 @@ bench: $(STAMP)
 # broken links and missing references included.
 docs: $(STAMP)
 	$(PIP) install --group docs
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: $(STAMP)
 	$(PIP) install --group docs
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # Wheel and sdist into dist/, checked with twine.
 dist: $(STAMP)
