@@ -11,12 +11,17 @@ uv_bin() {
   echo "$CI_TMP/uv/bin/uv"
 }
 
-# The interpreter for a minor version (3.12): on PATH, else pyenv's newest of that series.
+# The interpreter for a minor version (3.12): pyenv's newest of that series, else one on PATH. Each candidate
+# must run and be that version (a pyenv shim for a version not selected is on PATH but fails).
 python_for() {
-  local version="$1" found
-  if command -v "python$version" >/dev/null 2>&1; then command -v "python$version"; return; fi
-  found="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$version".*/bin/python 2>/dev/null | sort -V | tail -1)"
-  if [ -n "$found" ]; then echo "$found"; return; fi
-  echo "no Python $version found (PATH or pyenv)" >&2
+  local version="$1" candidate
+  for candidate in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$version".*/bin/python 2>/dev/null | sort -rV) \
+                   "$(command -v "python$version" 2>/dev/null)"; do
+    if [ -n "$candidate" ] && [ "$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$version" ]; then
+      echo "$candidate"
+      return
+    fi
+  done
+  echo "no working Python $version found (pyenv or PATH)" >&2
   return 1
 }
