@@ -81,4 +81,8 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
         text = (ROOT / argument).read_text()
         return text.split("\n", 1)[1] if text.startswith("# ") else text  # the page has its own title
 
-    return DIRECTIVE.sub(expand, markdown)
+    expanded = DIRECTIVE.sub(expand, markdown)
+    leftover = re.search(r"^<!-- (readme|include|api-reference).*$", expanded, re.M)
+    if leftover:  # a mistyped directive would otherwise vanish as an HTML comment
+        raise ValueError(f"unrecognised include directive: {leftover.group(0)}")
+    return expanded
