@@ -1,5 +1,6 @@
 # Helpers for the CI steps (sourced). uv (from PyPI) makes the throwaway environments fast.
 EXTRAS="fastapi,redis,prometheus,otel"
+export UV_PYTHON_DOWNLOADS=never  # only the machine's own interpreters (pyenv), never a downloaded one
 CI_TMP="${CI_TMP:-$(mktemp -d "${TMPDIR:-/tmp}/wimse-ci.XXXXXX")}"
 
 # uv in a throwaway venv of its own, installed once per run.
