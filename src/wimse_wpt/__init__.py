@@ -4,6 +4,9 @@ Server side: :class:`Verifier` (framework-free) and :class:`WPTMiddleware` (ASGI
 Client side: :class:`WPTAuth` (httpx) and :class:`SigningKey`. Testing: :class:`DevIssuer`.
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
+
 from .anchors import JWKSFile, KeySet, KeySource, KeysUnavailable, RemoteJWKS, StaticKeys, TrustAnchors
 from .client import SigningKey, WPTAuth, mint_wpt, target_uri
 from .coexistence import BearerCoexistence, BearerUser
@@ -25,6 +28,11 @@ from .replay import (
 )
 from .tokens import token_hash
 from .verifier import VerifiedWorkload, Verifier
+
+try:
+    __version__ = _distribution_version("wimse-wpt")  # one source of truth: pyproject.toml, via the installed metadata
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BearerCoexistence",
