@@ -436,7 +436,7 @@ def cut_off(master: Server, replica: Server) -> None:
     partition or a lagging replica leaves it. (SIGSTOP alone does not lose the write on loopback:
     the kernel buffers it for the replica, which applies it when resumed.)"""
     replica.signal(signal.SIGSTOP)
-    master.client().client_kill_filter(_type="replica")
+    master.client().execute_command("CLIENT", "KILL", "TYPE", "replica")  # any redis-py: "replica" is Redis 5+ syntax
     poll(lambda: int(master.info("replication")["connected_slaves"]) == 0, "the master to drop the replica")
 
 
