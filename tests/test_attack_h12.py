@@ -7,12 +7,20 @@ described in the reason and the report, and the mark comes off.
 
 from __future__ import annotations
 
+import asyncio
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route
 
-from wimse_wpt import VerificationError
+from wimse_wpt import DevIssuer, SigningKey, VerificationError, WPTAuth
+from wimse_wpt.client import adrop_credentials_on_redirect, drop_credentials_on_redirect
 
 from .conftest import NOW, World
 from .rollout import running
+from .servers import serve
 
 # --- finding 1: an excluded path hands the app the WIT and WPT ------------------------------
 
@@ -63,3 +71,55 @@ async def test_a_wit_that_expired_while_the_replay_store_answered_is_refused() -
     with pytest.raises(VerificationError) as caught:
         await world.verify(headers)
     assert caught.value.problem.code == "wit-expired"
+
+
+# --- finding 3: a redirect carries the WIT and an unused WPT to another origin ---------------
+
+
+async def _echo(request: Request) -> JSONResponse:
+    return JSONResponse({"headers": sorted(request.headers.keys())})
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+def test_a_redirect_to_another_target_never_carries_the_credentials(profile: str) -> None:
+    # httpx follows redirects inside the auth flow: the redirected request is a copy of the
+    # signed one, Workload-Identity-Token and Workload-Proof-Token included (it drops only
+    # Authorization, and only across origins). A service (or a proxy in front of it) that
+    # redirects before verifying hands another origin the WIT and a live, unused proof for the
+    # first target: replayable there once. The hook drops them when the target changed.
+    other = Starlette(routes=[Route("/{p:path}", _echo, methods=["GET", "POST"])])
+    with serve(other) as b:
+
+        async def redirect(request: Request) -> RedirectResponse:
+            return RedirectResponse(b + request.url.path, status_code=307)
+
+        first = Starlette(routes=[Route("/go/{p:path}", redirect, methods=["GET", "POST"]),
+                                  Route("/here", _echo, methods=["GET", "POST"]),
+                                  Route("/moved", lambda r: RedirectResponse("/here", status_code=307),
+                                        methods=["GET", "POST"])])
+        with serve(first) as a:
+            issuer = DevIssuer()
+            key = SigningKey.generate("ES256")
+            auth = WPTAuth(key, issuer.issue_wit("wimse://example.com/caller", key), profile=profile)  # type: ignore[arg-type]
+            hooks = {"request": [drop_credentials_on_redirect]}
+            with httpx.Client(auth=auth, follow_redirects=True, event_hooks=hooks) as client:
+                response = client.post(a + "/go/orders")
+                assert str(response.url).startswith(b)
+                leaked = {"workload-identity-token", "workload-proof-token", "authorization"} & set(response.json()["headers"])
+                assert not leaked
+                # Same origin, another path: the proof names the first one, so it goes too.
+                response = client.post(a + "/moved")
+                assert str(response.url) == a + "/here"
+                assert not {"workload-identity-token", "workload-proof-token"} & set(response.json()["headers"])
+                # No redirect: the signed request keeps its credentials.
+                assert "workload-identity-token" in client.post(a + "/here").json()["headers"]
+
+            async def run() -> None:
+                async with httpx.AsyncClient(
+                    auth=auth, follow_redirects=True, event_hooks={"request": [adrop_credentials_on_redirect]}
+                ) as aclient:
+                    response = await aclient.post(a + "/go/orders")
+                    assert not {"workload-identity-token", "workload-proof-token"} & set(response.json()["headers"])
+                    assert "workload-identity-token" in (await aclient.post(a + "/here")).json()["headers"]
+
+            asyncio.run(run())
