@@ -8,15 +8,19 @@ described in the reason and the report, and the mark comes off.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Route
 
-from wimse_wpt import DevIssuer, SigningKey, VerificationError, WPTAuth
+from wimse_wpt import DevIssuer, SigningKey, VerificationError, Verifier, WPTAuth
 from wimse_wpt.client import adrop_credentials_on_redirect, drop_credentials_on_redirect
+from wimse_wpt.middleware import RouteRule, WPTMiddleware
 
 from .conftest import NOW, World
 from .rollout import running
@@ -123,3 +127,39 @@ def test_a_redirect_to_another_target_never_carries_the_credentials(profile: str
                     assert "workload-identity-token" in (await aclient.post(a + "/here")).json()["headers"]
 
             asyncio.run(run())
+
+
+# --- finding 4: a request-target without its leading "/" skipped the path policy -------------
+
+
+def _raw_get(origin: str, target: bytes) -> tuple[bytes, bytes]:
+    port = int(origin.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+async def _by_segments(scope: Any, receive: Any, send: Any) -> None:
+    # An app (or framework) that names resources by their segments, whatever leads them.
+    await PlainTextResponse("served " + scope["path"].strip("/"))(scope, receive, send)
+
+
+def test_a_path_without_its_leading_slash_is_refused_not_judged_by_the_default_rule() -> None:
+    # h11 (uvicorn) accepts any visible characters as the request-target: "GET admin/x" reaches
+    # the app as path "admin/x". The fast path took it as clean, so no rule named it and the
+    # default (optional here) let it in unauthenticated, past the enforce rule on /admin/*; the
+    # slow path already refused such a path (asterisk or absolute form) as ambiguous.
+    issuer = DevIssuer()
+    verifier = Verifier({"example.com": issuer.jwks}, ["http://127.0.0.1"])
+    app = WPTMiddleware(_by_segments, verifier, mode="optional", routes=[RouteRule("/admin/*", mode="enforce")])
+    with serve(app) as origin:
+        assert _raw_get(origin, b"/admin/x")[0] == b"HTTP/1.1 400 Bad Request"
+        for target in (b"admin/x", b"admin", b"*", b"admin/../x"):
+            status, body = _raw_get(origin, target)
+            assert status == b"HTTP/1.1 400 Bad Request", (target, body)
+            assert json.loads(body)["code"] == "path-ambiguous"
+        assert _raw_get(origin, b"/open")[1] == b"served open"  # the default still applies to real paths
