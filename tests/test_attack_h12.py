@@ -11,6 +11,7 @@ import asyncio
 import json
 import socket
 from typing import Any
+
 import httpx
 import pytest
 from starlette.applications import Starlette
