@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from wimse_wpt import DevIssuer, SigningKey, VerificationError, Verifier, WPTAuth
 from wimse_wpt.client import adrop_credentials_on_redirect, drop_credentials_on_redirect
+from wimse_wpt.coexistence import BearerCoexistence
 from wimse_wpt.middleware import RouteRule, WPTMiddleware
 
 from .conftest import NOW, World
@@ -164,3 +165,34 @@ def test_a_path_without_its_leading_slash_is_refused_not_judged_by_the_default_r
             assert status == b"HTTP/1.1 400 Bad Request", (target, body)
             assert json.loads(body)["code"] == "path-ambiguous"
         assert _raw_get(origin, b"/open")[1] == b"served open"  # the default still applies to real paths
+
+
+# --- finding 5: under optional mode a malformed bearer skipped the coexistence policy --------
+
+_MIGRATED = "wimse://example.com/legacy/billing"  # allowed a bearer once, WIT-capable now
+
+
+async def _check_bearer(token: str) -> str | None:
+    return {"tok-migrated": _MIGRATED, "tok-legacy": "wimse://example.com/legacy/reports"}.get(token)
+
+
+@pytest.mark.parametrize("profile", ["wpt-01", "wpt-02"])
+@pytest.mark.parametrize("spelling", ["Bearer\ttok-migrated", "Bearer tok-migrated extra", "Bearer\t tok-migrated"])
+def test_optional_mode_never_hands_the_app_a_bearer_the_coexistence_policy_did_not_judge(profile: str, spelling: str) -> None:
+    # A migrated (WIT-capable) caller is refused a bearer-only request. Spelled with a tab (or
+    # anything RFC 9110 refuses), the middleware did not see a Bearer field: "no WIMSE header,
+    # no bearer" let it in, unauthenticated, with the field intact, and the app's own bearer
+    # auth (the one the migration fronts; parsers that split on any whitespace abound) read
+    # the token: past wit_capable. With a coexistence policy, a malformed Authorization is
+    # refused instead; the well-formed one still gets its verdict.
+    policy = BearerCoexistence(_check_bearer, allow=["wimse://example.com/legacy/*"], wit_capable=[_MIGRATED])
+    with running(profile, mode="optional", bearer=policy) as app:
+        refused = httpx.get(app.origin + "/path", headers={"authorization": "Bearer tok-migrated"})
+        assert refused.status_code == 403 and refused.json()["code"] == "bearer-refused"
+        response = httpx.get(app.origin + "/path", headers={"authorization": spelling})
+        assert response.status_code in (400, 401), response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        # Nothing else changed: no credential at all still passes, unauthenticated.
+        assert httpx.get(app.origin + "/path").json()["user"] is None
+        ok = httpx.get(app.origin + "/path", headers={"authorization": "Bearer tok-legacy"}).json()
+        assert ok["bearer_caller"] == "wimse://example.com/legacy/reports"
