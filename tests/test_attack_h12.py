@@ -8,7 +8,9 @@ described in the reason and the report, and the mark comes off.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import secrets
 import socket
 from typing import Any
 
@@ -21,10 +23,11 @@ from starlette.routing import Route
 
 from wimse_wpt import DevIssuer, SigningKey, VerificationError, Verifier, WPTAuth
 from wimse_wpt.client import adrop_credentials_on_redirect, drop_credentials_on_redirect
+from wimse_wpt.tokens import token_hash
 from wimse_wpt.coexistence import BearerCoexistence
 from wimse_wpt.middleware import RouteRule, WPTMiddleware
 
-from .conftest import NOW, World
+from .conftest import NOW, World, sign_raw
 from .rollout import running
 from .servers import serve
 
@@ -196,3 +199,27 @@ def test_optional_mode_never_hands_the_app_a_bearer_the_coexistence_policy_did_n
         assert httpx.get(app.origin + "/path").json()["user"] is None
         ok = httpx.get(app.origin + "/path", headers={"authorization": "Bearer tok-legacy"}).json()
         assert ok["bearer_caller"] == "wimse://example.com/legacy/reports"
+
+
+# --- finding 6: an RSA confirmation key with a huge public exponent ---------------------------
+
+
+def _b64u(n: int) -> str:
+    return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 6: tokens._public_key accepts any odd RSA e >= 3; a 3071-bit e on a 3072-bit n makes "
+    "every WPT check a full-size modexp (~8 ms, about 150x a normal one): cap e (e.g. e <= 2**32, or e == 65537)",
+)
+async def test_an_rsa_confirmation_key_with_a_huge_exponent_is_refused() -> None:
+    world = World(workload_alg="ES256")
+    n = secrets.randbits(3072) | (1 << 3071) | 1
+    e = secrets.randbits(3071) | (1 << 3070) | 1
+    jwk = {"kty": "RSA", "n": _b64u(n), "e": _b64u(e), "alg": "PS256"}
+    wit = world.issuer.issue_wit("wimse://example.com/specific-workload", world.key, now=NOW, claims={"cnf": {"jwk": jwk}})
+    proof = sign_raw(world.key, {"typ": "wpt+jwt", "alg": "PS256"}, {
+        "aud": "https://workload.example.com/path", "exp": int(NOW) + 60, "jti": "j" * 22, "wth": token_hash(wit)})
+    problem = await world.reject(world.headers(proof, wit))
+    assert problem.code == "wit-cnf"
