@@ -23,9 +23,9 @@ from starlette.routing import Route
 
 from wimse_wpt import DevIssuer, SigningKey, VerificationError, Verifier, WPTAuth
 from wimse_wpt.client import adrop_credentials_on_redirect, drop_credentials_on_redirect
-from wimse_wpt.tokens import token_hash
 from wimse_wpt.coexistence import BearerCoexistence
 from wimse_wpt.middleware import RouteRule, WPTMiddleware
+from wimse_wpt.tokens import token_hash
 
 from .conftest import NOW, World, sign_raw
 from .rollout import running
