@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import secrets
 import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -223,3 +225,38 @@ async def test_an_rsa_confirmation_key_with_a_huge_exponent_is_refused() -> None
         "aud": "https://workload.example.com/path", "exp": int(NOW) + 60, "jti": "j" * 22, "wth": token_hash(wit)})
     problem = await world.reject(world.headers(proof, wit))
     assert problem.code == "wit-cnf"
+
+
+# --- finding 7: the example's default dev issuer file lives where another local user writes ---
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX file ownership and modes")
+@pytest.mark.parametrize(("dir_mode", "file_mode"), [(0o777, 0o600), (0o757, 0o600), (0o755, 0o644), (0o700, 0o660), (0o700, 0o604)])
+def test_a_dev_issuer_file_another_local_user_could_have_written_is_refused(
+    tmp_path: Path, dir_mode: int, file_mode: int
+) -> None:
+    # Without WIMSE_TRUST_ANCHORS the example service trusts the key in
+    # $TMPDIR/wimse-wpt-dev/issuer.json, made on first use: any local user who creates that
+    # folder (in a world-writable /tmp) or that file first, or can write either later,
+    # chooses the issuer key the service trusts, and mints WITs it accepts. SSH's rule for
+    # its keys applies: a file (and its folder) that others can write is refused.
+    shared = tmp_path / "wimse-wpt-dev"
+    shared.mkdir()
+    planted = DevIssuer()
+    planted.save(shared / "issuer.json")
+    os.chmod(shared / "issuer.json", file_mode)
+    os.chmod(shared, dir_mode)
+    with pytest.raises(ValueError, match="other users"):
+        DevIssuer.load_or_create(shared / "issuer.json")
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX file ownership and modes")
+def test_a_private_dev_issuer_file_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "dev" / "issuer.json"
+    created = DevIssuer.load_or_create(path)
+    assert path.parent.stat().st_mode & 0o077 == 0  # the folder it makes is private too
+    assert DevIssuer.load_or_create(path).kid == created.kid
+    # A group-writable folder (user-private groups, umask 002) and a sticky shared one are fine.
+    for mode in (0o775, 0o1777):
+        os.chmod(path.parent, mode)
+        assert DevIssuer.load_or_create(path).kid == created.kid
