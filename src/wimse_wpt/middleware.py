@@ -319,7 +319,7 @@ class WPTMiddleware:
             if self._strip:
                 # Clients sign every request, excluded ones too: an open route (a public proxy,
                 # a handler that logs headers) must not be handed an unused proof to forward.
-                scope["headers"] = [h for h in scope["headers"] if not _is_wimse_field(h)]
+                scope["headers"] = [field for field in scope["headers"] if not _is_wimse_field(field)]
             scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
             await self.app(scope, receive, send)
             return
