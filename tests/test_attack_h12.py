@@ -260,3 +260,20 @@ def test_a_private_dev_issuer_file_still_loads(tmp_path: Path) -> None:
     for mode in (0o775, 0o1777):
         os.chmod(path.parent, mode)
         assert DevIssuer.load_or_create(path).kid == created.kid
+
+
+# --- finding 8: a route rule under an exclusion never applied, in silence ----------------------
+
+
+@pytest.mark.parametrize("rule", ["/public/admin/*", "/public/admin", "/public/*", "/public"])
+def test_a_route_rule_that_an_exclusion_would_always_open_is_a_configuration_error(rule: str) -> None:
+    # "The most specific rule wins" reads as if RouteRule("/public/admin/*", allow=[ops]) guarded
+    # /public/admin under exclude=["/public/*"]; exclusions are judged first, so it never
+    # applied and /public/admin/x answered without any token. Refuse the configuration.
+    verifier = Verifier({"example.com": DevIssuer().jwks}, ["http://127.0.0.1"])
+    with pytest.raises(ValueError, match="exclu"):
+        WPTMiddleware(_by_segments, verifier, exclude=["/public/*"],
+                      routes=[RouteRule(rule, allow=["wimse://example.com/ops/*"])])
+    # A rule beside an exclusion, or only partly under a plain prefix one, still configures.
+    WPTMiddleware(_by_segments, verifier, exclude=["/public/*", "/v1*"],
+                  routes=[RouteRule("/publications/*"), RouteRule("/v/*"), RouteRule("/admin")])

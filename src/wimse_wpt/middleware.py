@@ -257,6 +257,9 @@ class WPTMiddleware:
         rules: list[tuple[PathPattern, _Rule]] = []
         for route in routes:
             pattern = PathPattern.parse(route.path)
+            # Exclusions are judged first: a rule every path of which they open would never apply.
+            if self._is_open(pattern.base):
+                raise ValueError(f"RouteRule {route.path!r} lies under an exclusion, which opens it: it would never apply")
             allowed = tuple(IdentifierPattern(p) for p in route.allow) or default_allow
             if route.mode is not None and route.mode not in MODES:
                 raise ValueError(f"RouteRule {route.path!r}: mode must be one of {', '.join(MODES)}, not {route.mode!r}")
