@@ -139,6 +139,8 @@ MUTANTS: list[Mutant] = [
     M("target-without-leading-slash-clean", "paths.py", 'path[:1] == "/"', "True", ("tests/test_attack_h12.py",)),
     M("sniff-reads-a-tab-as-a-space", "middleware.py", "credentials = parse_authorization(authorizations[0])",
       "credentials = parse_authorization(authorizations[0].replace(b'\\t', b' '))", ("tests/test_attack_h12.py",)),
+    M("rule-under-exclusion-accepted", "middleware.py", "if self._is_open(pattern.base):", "if False:",
+      ("tests/test_attack_h12.py",)),
     M("dev-issuer-file-unchecked", "devissuer.py", "        _check_private(path)", "        pass", ("tests/test_attack_h12.py",)),
 ]
 
