@@ -130,6 +130,18 @@ MUTANTS: list[Mutant] = [
       "if dot2:"),
     # --- replay -------------------------------------------------------------------------------------
     M("replay-unchecked", "verifier.py", "if not first:", "if False:"),
+    # --- the h12 attack review ---------------------------------------------------------------
+    M("excluded-path-keeps-credentials", "middleware.py",
+      'scope["headers"] = [field for field in scope["headers"] if not _is_wimse_field(field)]', "pass",
+      ("tests/test_attack_h12.py",)),
+    M("redirect-keeps-credentials", "client.py", "if aud is not None and aud == target_uri(request.url):", "if True:",
+      ("tests/test_attack_h12.py",)),
+    M("target-without-leading-slash-clean", "paths.py", 'path[:1] == "/"', "True", ("tests/test_attack_h12.py",)),
+    M("sniff-reads-a-tab-as-a-space", "middleware.py", "credentials = parse_authorization(authorizations[0])",
+      "credentials = parse_authorization(authorizations[0].replace(b'\\t', b' '))", ("tests/test_attack_h12.py",)),
+    M("rule-under-exclusion-accepted", "middleware.py", "if self._is_open(pattern.base):", "if False:",
+      ("tests/test_attack_h12.py",)),
+    M("dev-issuer-file-unchecked", "devissuer.py", "        _check_private(path)", "        pass", ("tests/test_attack_h12.py",)),
 ]
 
 

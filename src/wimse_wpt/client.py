@@ -261,3 +261,48 @@ class WPTAuth(httpx.Auth):
         else:
             request.headers["Workload-Proof-Token"] = proof
         yield request
+
+
+_CREDENTIALS = ("workload-identity-token", "workload-proof-token")
+
+
+def _signed_aud(request: httpx.Request) -> str | None:
+    """The ``aud`` of the WPT the request carries (read without verifying: our own proof)."""
+    proof = request.headers.get("workload-proof-token")
+    if proof is None:
+        scheme, _, token = request.headers.get("authorization", "").strip(" \t").partition(" ")
+        proof = token.strip(" ") if scheme.lower() == "wpt" else None
+    if proof is None:
+        return None
+    parts = proof.split(".")
+    try:
+        claims = json.loads(b64url_decode(parts[1].encode("ascii"))) if len(parts) == 3 and proof.isascii() else None
+    except (TokenError, ValueError, RecursionError):
+        return None
+    aud = claims.get("aud") if isinstance(claims, dict) else None
+    return aud if isinstance(aud, str) else None
+
+
+def drop_credentials_on_redirect(request: httpx.Request) -> None:
+    """An httpx ``request`` event hook: remove the WIT and the WPT from a request whose target
+    is not the one its proof was signed for.
+
+    httpx follows redirects inside an auth flow, by copying the signed request: the WIT and a
+    live, unused WPT would go to the redirect's target, another origin or plain http included.
+    Install it with ``event_hooks={"request": [drop_credentials_on_redirect]}`` on any client
+    that follows redirects (``adrop_credentials_on_redirect`` for an ``AsyncClient``); the
+    redirected request then goes unsigned."""
+    if not any(name in request.headers for name in _CREDENTIALS) and "authorization" not in request.headers:
+        return
+    aud = _signed_aud(request)
+    if aud is not None and aud == target_uri(request.url):
+        return
+    for name in _CREDENTIALS:
+        request.headers.pop(name, None)
+    if request.headers.get("authorization", "").strip(" \t")[:4].lower() in ("wpt", "wpt "):
+        request.headers.pop("authorization", None)
+
+
+async def adrop_credentials_on_redirect(request: httpx.Request) -> None:
+    """:func:`drop_credentials_on_redirect` for an ``httpx.AsyncClient``."""
+    drop_credentials_on_redirect(request)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +54,7 @@ class DevIssuer:
             issuer = cls.load(path)
         if trust_domain is not None and issuer.trust_domain != trust_domain:
             raise ValueError(f"{path} holds the dev issuer of {issuer.trust_domain!r}, not {trust_domain!r}")
+        _check_private(path)
         return issuer
 
     @classmethod
@@ -77,7 +79,7 @@ class DevIssuer:
         path = Path(path)
         data = {"trust_domain": self.trust_domain, "kid": self.kid, "alg": self.key.alg,
                 "key": self.key.key.as_dict(private=True)}
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -116,3 +118,22 @@ class DevIssuer:
         head: dict[str, Any] = {"typ": "wit+jwt", "kid": self.kid}
         head.update(header or {})
         return self.key.sign(head, body)
+
+
+def _check_private(path: Path) -> None:
+    """Refuse an issuer file that another local user could have planted or can rewrite (as SSH
+    refuses such keys): whoever writes it chooses the key the service trusts. The default
+    location is under a world-writable temp dir, where anyone may create the folder first."""
+    if not hasattr(os, "getuid"):  # no POSIX ownership to check
+        return
+    uid = os.getuid()
+    folder, file = os.stat(path.parent), os.lstat(path)
+    # A folder anyone may write to lets them replace the file, unless sticky (like /tmp); a group-
+    # writable one is allowed (user-private groups, umask 002). The file holds a private key.
+    open_folder = folder.st_mode & stat.S_IWOTH and not folder.st_mode & stat.S_ISVTX
+    for target, info, loose in ((path.parent, folder, open_folder), (path, file, file.st_mode & 0o077)):
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != uid or loose:
+            raise ValueError(
+                f"{target} is a link, or owned or writable by other users: refusing its issuer key "
+                "(make it yours with mode 0700 for the folder and 0600 for the file, or set WIMSE_DEV_ISSUER)"
+            )

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .coexistence import BEARER_SCOPES, BearerCoexistence, BearerUser
+from .headers import parse_authorization
 from .identifiers import IdentifierPattern
 from .observability import Hook, Observers, VerificationEvent, log_extra
 from .paths import PathPattern, PathPolicy, canonical_path, has_dot_segment, route_path
@@ -256,6 +257,9 @@ class WPTMiddleware:
         rules: list[tuple[PathPattern, _Rule]] = []
         for route in routes:
             pattern = PathPattern.parse(route.path)
+            # Exclusions are judged first: a rule every path of which they open would never apply.
+            if self._is_open(pattern.base):
+                raise ValueError(f"RouteRule {route.path!r} lies under an exclusion, which opens it: it would never apply")
             allowed = tuple(IdentifierPattern(p) for p in route.allow) or default_allow
             if route.mode is not None and route.mode not in MODES:
                 raise ValueError(f"RouteRule {route.path!r}: mode must be one of {', '.join(MODES)}, not {route.mode!r}")
@@ -315,6 +319,10 @@ class WPTMiddleware:
         scope[SCOPE_KEY] = self._judged
         path = where.route
         if self._excluded(path):
+            if self._strip:
+                # Clients sign every request, excluded ones too: an open route (a public proxy,
+                # a handler that logs headers) must not be handed an unused proof to forward.
+                scope["headers"] = [field for field in scope["headers"] if not _is_wimse_field(field)]
             scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
             await self.app(scope, receive, send)
             return
@@ -382,12 +390,20 @@ class WPTMiddleware:
                 if _is_wimse_field((name, value)):
                     return None
                 authorizations.append(value)
-        bearers = [v for v in authorizations if v.strip(b" \t").partition(b" ")[0].lower() == b"bearer"]
+        if not authorizations or self._bearer is None:
+            return b""  # without a coexistence policy, no Authorization field is ours to judge
         if len(authorizations) > 1:
-            # Which of two fields is the bearer is not guessed: with a coexistence policy, the
-            # WPT way refuses them; without one, no field is ours to judge.
-            return None if bearers and self._bearer is not None else b""
-        return bearers[0].strip(b" \t").partition(b" ")[2].strip(b" \t") if bearers else b""
+            # Which of two fields is the bearer is not guessed: the WPT way refuses them.
+            bearers = [v for v in authorizations if v.strip(b" \t")[:6].lower() == b"bearer"]
+            return None if bearers else b""
+        credentials = parse_authorization(authorizations[0])
+        if credentials is None:
+            # Malformed (RFC 9110 11.4): a lenient parser in the app could still read a bearer
+            # in it ("Bearer<TAB>token") that the policy never judged. The WPT way refuses it.
+            return None
+        if credentials.scheme != b"bearer":
+            return b""
+        return credentials.token68 if credentials.token68 is not None else None  # auth-params: malformed
 
     async def _bearer_way(
         self,

@@ -131,9 +131,16 @@ def has_dot_segment(path: str) -> bool:
 
 
 def _clean(path: str) -> bool:
-    """The common case, checked with a few substring scans: nothing that could be ambiguous."""
+    """The common case, checked with a few substring scans: nothing that could be ambiguous.
+    It starts with "/": h11 passes any visible request-target (``GET admin/x``, ``*``) through."""
     return (
-        path.isascii() and "%" not in path and "//" not in path and "/." not in path and "\\" not in path and "\x00" not in path
+        path[:1] == "/"
+        and path.isascii()
+        and "%" not in path
+        and "//" not in path
+        and "/." not in path
+        and "\\" not in path
+        and "\x00" not in path
     )
 
 
