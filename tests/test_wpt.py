@@ -609,3 +609,69 @@ def test_a_replay_store_of_the_old_two_argument_protocol_is_refused_at_configura
 
     with pytest.raises(ValueError, match="workload"):
         World(replay_cache=OldStore())
+
+
+# --- errors that say what to fix (issue 10) ------------------------------------------------
+
+
+async def test_wpt_audience_names_the_expected_target_and_logs_both_auds_escaped(world: World) -> None:
+    sent = "https://evil.example/path\n\x1b[31mforged log line\u2028" + "x" * 500
+    with pytest.raises(VerificationError) as caught:
+        await world.verify(world.headers(world.wpt(aud=sent)))
+    problem = caught.value.problem
+    assert problem.code == "wpt-audience"
+    # The detail says what to send: the target URI built from the configured origin.
+    assert f"the target URI '{TARGET}'" in problem.detail
+    assert "evil.example" not in problem.detail  # what the caller sent stays out of the response
+    assert "log_context" not in json.dumps(problem.to_dict()) and "evil" not in json.dumps(problem.to_dict())
+    # The log context: both auds, on one line, escaped, the received one truncated.
+    context = problem.log_context
+    assert context is not None and context.startswith(f"expected_aud='{TARGET}' received_aud='https://evil.example/path")
+    assert "\n" not in context and "\x1b" not in context and "\u2028" not in context
+    assert "\\n\\x1b[31mforged log line\\u2028" in context
+    assert context.endswith("x'...") and len(context) < 300
+    # Never a token: neither the WIT nor the WPT appears in it.
+    for name, value in world.headers():
+        if name != b"host":
+            assert value.decode()[-40:] not in context
+
+
+async def test_wpt_audience_with_several_origins_names_each() -> None:
+    world = World()
+    several = Verifier(
+        {"example.com": world.issuer.jwks},
+        [ORIGIN, "https://b.example", "https://c.example", "https://d.example"],
+        clock=lambda: world.now,
+    )
+    with pytest.raises(VerificationError) as caught:
+        await several.verify(world.headers(world.wpt(aud="https://evil.example/path")), path="/path")
+    detail = caught.value.problem.detail
+    assert f"one of the target URIs '{TARGET}', 'https://b.example/path', 'https://c.example/path', ..." in detail
+    assert "https://d.example" not in detail
+
+
+async def test_other_refusals_carry_no_log_context(world: World) -> None:
+    problem = await world.reject(world.headers(world.wpt(jti="")))
+    assert problem.code == "wpt-claim-invalid" and problem.log_context is None
+
+
+async def test_a_wpt_02_proof_sent_to_a_wpt_01_service_is_told_which_profile_it_speaks() -> None:
+    world = World(profile="wpt-01")
+    base = [h for h in world.headers() if h[0] != b"workload-proof-token"]
+    problem = await world.reject(base + [(b"authorization", b"WPT " + world.wpt().encode())])
+    assert problem.code == "wpt-missing" and "speaks wpt-01" in problem.detail and "Workload-Proof-Token" in problem.detail
+    # With no proof at all the detail stays the plain one.
+    assert "speaks" not in (await world.reject(base)).detail
+    assert "speaks" not in (await world.reject(base + [(b"authorization", b"Bearer abc")])).detail
+
+
+async def test_a_wpt_01_proof_sent_to_a_wpt_02_service_is_told_which_profile_it_speaks() -> None:
+    world = World(profile="wpt-02")
+    base = [h for h in world.headers() if h[0] != b"authorization"]
+    legacy = base + [(b"workload-proof-token", world.wpt().encode())]
+    problem = await world.reject(legacy)
+    assert (problem.code, problem.status) == ("wpt-missing", 401)
+    assert "speaks wpt-02" in problem.detail and "Authorization: WPT" in problem.detail
+    with_bearer = legacy + [(b"authorization", b"Bearer abc")]
+    assert "speaks wpt-02" in (await world.reject(with_bearer)).detail
+    assert "speaks" not in (await world.reject(base)).detail

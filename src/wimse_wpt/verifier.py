@@ -269,7 +269,7 @@ class Verifier:
             if self._record_sync is None and self._clock() >= exp + self.leeway:
                 raise expired("wpt")
         except Reject as reject:
-            problem = Problem.of(reject.code, reject.detail, self.profile)
+            problem = Problem.of(reject.code, reject.detail, self.profile, reject.log_context)
             raise VerificationError(problem, wit.identifier if wit else None) from None
         return VerifiedWorkload(wit.identifier, wit.trust_domain, wit.claims, MappingProxyType(claims), bound)
 

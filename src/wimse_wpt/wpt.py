@@ -26,6 +26,16 @@ _BINDING_CLAIMS = frozenset({"ath", "tth", "oth"})
 _NOTHING_BOUND: frozenset[str] = frozenset()
 _HEADER_CACHE_SIZE = 256
 
+_SHOWN_ORIGINS = 3  # a detail names at most this many expected target URIs
+_SHOWN_CHARS = 200  # and each (and a received aud, in a log line) up to this many characters
+
+
+def _shown(text: str) -> str:
+    """A value safe on one log line or in a detail: truncated, quoted, anything but printable
+    ASCII backslash-escaped (no line breaks, no terminal controls, no look-alike characters)."""
+    return ascii(text[:_SHOWN_CHARS]) + ("..." if len(text) > _SHOWN_CHARS else "")
+
+
 #: What the WPT checks return: its claims, exp, jti, and the names of the headers it binds.
 Proof = tuple[dict[str, Any], float, str, frozenset[str]]
 
@@ -215,7 +225,16 @@ class WPTRules:
                 return
             if normalized in self.audiences or normalized in route_audiences:
                 return
-        raise Reject("wpt-audience", "The aud claim is not this request's target URI or an accepted alias.")
+        raise self._audience_reject(aud, path)
+
+    def _audience_reject(self, aud: str, path: str) -> Reject:
+        """What to fix: the detail names the target URI expected (configured origins and the
+        request's own path); the log line adds the aud received, truncated and escaped."""
+        expected = [origin + path for origin in self.origins[:_SHOWN_ORIGINS]]
+        shown = ", ".join(_shown(uri) for uri in expected) + (", ..." if len(self.origins) > _SHOWN_ORIGINS else "")
+        which = "the target URI" if len(expected) == 1 else "one of the target URIs"
+        detail = f"The aud claim must be {which} {shown} or an accepted alias."
+        return Reject("wpt-audience", detail, f"expected_aud={_shown(expected[0])} received_aud={_shown(aud)}")
 
     def _bound_tokens(self, claims: Mapping[str, Any], found: Found, access_token: bytes | None) -> frozenset[str]:
         """ath, tth and oth: each required when its token is on the request, refused when not."""
