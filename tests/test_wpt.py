@@ -20,6 +20,7 @@ from wimse_wpt import (
     mint_wpt,
 )
 from wimse_wpt.replay import replay_key
+from wimse_wpt.verifier import VerifiedWorkload
 
 from .conftest import IDENTIFIER, NOW, ORIGIN, TARGET, World, sign_raw
 
@@ -405,6 +406,32 @@ async def test_replay_scoped_to_the_sender(world: World) -> None:
     token = world.wpt(wit=other_wit, key=other_key, jti="same")
     assert (await world.verify(world.headers(token, other_wit))).identifier == "wimse://example.com/another"
     assert (await world.reject(world.headers(world.wpt(jti="same")))).code == "wpt-replayed"
+
+
+async def test_the_verifier_records_the_documented_replay_key() -> None:
+    # A store shared by replicas of different versions must see the same keys: the verifier's
+    # per-WIT prefix gives replay_key(workload, jti), for any jti (non-ASCII and lone surrogates too).
+    seen: list[tuple[bytes, str]] = []
+
+    class Recording:
+        async def check_and_record(self, key: bytes, ttl: float, workload: str) -> bool:
+            seen.append((key, workload))
+            return True
+
+    world = World(replay_cache=Recording())
+    for jti in ("plain", "é-ü-\u2028", "\ud800lone", "x" * 300):
+        await world.verify(world.headers(world.wpt(jti=jti)))
+        assert seen[-1] == (replay_key(IDENTIFIER, jti), IDENTIFIER)
+
+
+async def test_a_verified_workload_is_the_dataclass_its_constructor_makes(world: World) -> None:
+    workload = await world.verify()
+    rebuilt = VerifiedWorkload(
+        workload.identifier, workload.trust_domain, workload.wit_claims, workload.wpt_claims, workload.bound_tokens
+    )
+    assert type(workload) is VerifiedWorkload and workload == rebuilt and hash(workload.bound_tokens) == hash(rebuilt.bound_tokens)
+    with pytest.raises(AttributeError):
+        workload.identifier = "wimse://example.com/other"  # type: ignore[misc]
 
 
 async def test_replay_entry_kept_until_exp_plus_three_leeways() -> None:
