@@ -84,6 +84,7 @@ def checked_ttl(ttl: float) -> float:
 
 
 _stored = Cache.__len__
+_tlru_expire = TLRUCache.expire
 
 
 class _CountingTLRU(TLRUCache[bytes, str]):
@@ -106,10 +107,10 @@ class _CountingTLRU(TLRUCache[bytes, str]):
             del held[owner]  # no per-owner residue once its last entry is gone
 
     def expire(self, time: float | None = None) -> list[tuple[bytes, str]]:  # type: ignore[override]
-        expired = list(super().expire(time))
+        expired = _tlru_expire(self, time)  # every insert calls this: no super(), no copy
         for _key, owner in expired:
             self._release(owner)
-        return expired
+        return expired  # type: ignore[no-any-return]
 
     def popitem(self) -> tuple[bytes, str]:
         key, owner = super().popitem()

@@ -340,18 +340,26 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder, built once: json.loads with keyword arguments builds a new one per call.
 _JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+# Its C scanner, called directly: JSONDecoder.decode adds two whitespace regex matches.
+_SCAN = _JSON.scan_once
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:
     """Strict JSON object from UTF-8 bytes: unique member names, no NaN, bounded nesting."""
     try:
-        value = _JSON.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:  # not a value at 0 (perhaps whitespace first): the full decoder says
+            end = -1
+        if end != len(text):  # whitespace around the value, or something after it
+            value = _JSON.decode(text)
     except TokenError:
         raise
     except (ValueError, RecursionError):
         # ValueError covers bad UTF-8, bad JSON and over-long integers.
         raise TokenError("not a JSON object") from None
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise TokenError("not a JSON object")
     return value
 
@@ -362,14 +370,16 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
 _TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/***")
 # For a length of 2 or 3 (mod 4), the last character's unused low bits must be zero.
 _CANONICAL_LAST = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
+_PADDING = (b"", b"", b"==", b"=")
+_a2b_base64 = binascii.a2b_base64
 
 
 def b64url_decode(part: bytes) -> bytes:
     remainder = len(part) % 4
-    if remainder == 1 or (remainder and part[-1] not in _CANONICAL_LAST[remainder]):
+    if remainder and (remainder == 1 or part[-1] not in _CANONICAL_LAST[remainder]):
         raise TokenError("not strict base64url")
     try:
-        return binascii.a2b_base64(part.translate(_TO_STANDARD) + b"=" * (-remainder % 4), strict_mode=True)
+        return _a2b_base64(part.translate(_TO_STANDARD) + _PADDING[remainder], strict_mode=True)
     except binascii.Error:
         raise TokenError("not strict base64url") from None
 
