@@ -67,6 +67,9 @@ __all__ = [
 _parse_origin = parse_origin
 
 
+_PROBLEMS_KEPT = 512
+
+
 def _takes_workload(method: Callable[..., Any]) -> bool:
     """A store written for the two-argument protocol would fail every check: refuse it now."""
     try:
@@ -199,6 +202,7 @@ class Verifier:
             max_lifetime=self.max_wpt_lifetime,
             max_token_bytes=max_token_bytes,
         )
+        self._problems: dict[tuple[str, str], Problem] = {}
         # The one header scan keeps only these names.
         self._wanted = frozenset({WIT_HEADER, WPT_HEADER, AUTHORIZATION, TXN_TOKEN, *(n.encode() for n in self.oth_headers)})
 
@@ -297,9 +301,21 @@ class Verifier:
             if self._record_sync is None and self._clock() >= exp + self.leeway:
                 raise expired("wpt")
         except Reject as reject:
-            problem = Problem.of(reject.code, reject.detail, self.profile, reject.log_context)
-            raise VerificationError(problem, wit.identifier if wit else None) from None
+            raise VerificationError(self._problem(reject), wit.identifier if wit else None) from None
         return _workload(wit.identifier, wit.trust_domain, wit.claims, MappingProxyType(claims), bound)
+
+    def _problem(self, reject: Reject) -> Problem:
+        """The problem for a refusal. Problems are immutable and the details a fixed set (bar
+        those with a log context): each is built once, so refusing costs little."""
+        if reject.log_context is not None:
+            return Problem.of(reject.code, reject.detail, self.profile, reject.log_context)
+        key = (reject.code, reject.detail)
+        problem = self._problems.get(key)
+        if problem is None:
+            if len(self._problems) >= _PROBLEMS_KEPT:  # a bound all the same
+                self._problems.clear()
+            problem = self._problems[key] = Problem.of(reject.code, reject.detail, self.profile)
+        return problem
 
     # --- replay ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from .claims import check_times, expired, header_reject
 from .identifiers import parse_identifier
 from .problems import Reject
 from .replay import replay_prefix
-from .tokens import PublicKey, TokenError, check_header, decode_json_object, import_public_key, parse_compact, token_hash
+from .tokens import PublicKey, TokenError, decode_json_object, import_public_key, parse_checked, token_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +88,7 @@ class WITValidator:
 
     async def _verify(self, token: bytes, now: float) -> VerifiedWIT:
         try:
-            compact = parse_compact(token, self.max_token_bytes)
-            alg = check_header(compact.header, "wit+jwt")
+            alg, compact = parse_checked(token, self.max_token_bytes, "wit+jwt")
         except TokenError as exc:
             raise header_reject("wit", exc) from None
         if alg not in self.algorithms:
