@@ -77,16 +77,8 @@ class WITValidator:
         return wit
 
     async def validate(self, token: bytes, now: float) -> tuple[VerifiedWIT, float]:
-        """Verify a WIT not (or no longer) cached; returns it and the time after the key lookup."""
-        wit = await self._verify(token, now)
-        # The key source may have waited (a JWKS fetch): what follows must use fresh time.
-        now = self._clock()
-        if now >= wit.exp + self.leeway:
-            raise expired("wit")
-        self._remember(token, wit, now)
-        return wit, now
-
-    async def _verify(self, token: bytes, now: float) -> VerifiedWIT:
+        """Verify a WIT not (or no longer) cached; returns it and the time after the key lookup.
+        (One coroutine: a WIT refused before the key lookup costs no second one.)"""
         try:
             alg, compact = parse_checked(token, self.max_token_bytes, "wit+jwt")
         except TokenError as exc:
@@ -115,7 +107,7 @@ class WITValidator:
         anchor = await self.anchors.find_key(identifier.trust_domain, kid, alg)
         if not anchor.verify(alg, compact.signing_input, compact.signature):
             raise Reject("wit-signature", "The workload identity token's signature does not verify.")
-        return VerifiedWIT(
+        wit = VerifiedWIT(
             identifier.value,
             identifier.trust_domain,
             MappingProxyType(claims),
@@ -127,6 +119,12 @@ class WITValidator:
             source,
             replay_prefix(identifier.value),
         )
+        # The key source may have waited (a JWKS fetch): what follows must use fresh time.
+        now = self._clock()
+        if now >= wit.exp + self.leeway:
+            raise expired("wit")
+        self._remember(token, wit, now)
+        return wit, now
 
     def _confirmation_key(self, cnf: object) -> tuple[PublicKey, str]:
         jwk = cnf.get("jwk") if isinstance(cnf, dict) else None
