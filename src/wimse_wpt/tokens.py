@@ -341,7 +341,7 @@ def _reject_constant(name: str) -> Any:
 # One decoder, built once: json.loads with keyword arguments builds a new one per call.
 _JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
 # Its C scanner, called directly: JSONDecoder.decode adds two whitespace regex matches.
-_SCAN = _JSON.scan_once
+_SCAN = _JSON.scan_once  # type: ignore[attr-defined]
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from types import MappingProxyType
 from typing import Any
 
 from .anchors import KeySource, TrustAnchors
-from .claims import check_times, expired, header_reject
+from .claims import HeaderVerdicts, check_times, expired
 from .identifiers import parse_identifier
 from .problems import Reject
 from .replay import replay_prefix
-from .tokens import PublicKey, TokenError, decode_json_object, import_public_key, parse_checked, token_hash
+from .tokens import PublicKey, TokenError, decode_json_object, import_public_key, token_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,8 @@ class WITValidator:
         # (at most max_token_bytes), about as much as its decoded claims.
         self._cache: dict[bytes, VerifiedWIT] = {}
         self._cache_size = cache_size
+        # Issuers send few distinct headers: each one's verdict is judged once.
+        self._headers = HeaderVerdicts("wit", "wit+jwt")
         # A TrustAnchors of our own: a domain with one source has that source's generation.
         self._direct_generation = type(anchors).generation is TrustAnchors.generation
 
@@ -79,17 +81,14 @@ class WITValidator:
     async def validate(self, token: bytes, now: float) -> tuple[VerifiedWIT, float]:
         """Verify a WIT not (or no longer) cached; returns it and the time after the key lookup.
         (One coroutine: a WIT refused before the key lookup costs no second one.)"""
-        try:
-            alg, compact = parse_checked(token, self.max_token_bytes, "wit+jwt")
-        except TokenError as exc:
-            raise header_reject("wit", exc) from None
+        alg, header, payload, signing_input, signature = self._headers.split(token, self.max_token_bytes)
         if alg not in self.algorithms:
             raise Reject("wit-alg", "The workload identity token's alg is not allowed.")
-        kid = compact.header.get("kid")
+        kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise Reject("wit-malformed", "The kid header must be a string.")
         try:
-            claims = decode_json_object(compact.payload)
+            claims = decode_json_object(payload)
         except TokenError:
             raise Reject("wit-malformed", "The workload identity token's claims are not a JSON object.") from None
         try:
@@ -105,7 +104,7 @@ class WITValidator:
         sources = self.anchors.sources(identifier.trust_domain)
         source = sources[0] if self._direct_generation and len(sources) == 1 else None
         anchor = await self.anchors.find_key(identifier.trust_domain, kid, alg)
-        if not anchor.verify(alg, compact.signing_input, compact.signature):
+        if not anchor.verify(alg, signing_input, signature):
             raise Reject("wit-signature", "The workload identity token's signature does not verify.")
         wit = VerifiedWIT(
             identifier.value,

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from .claims import check_times, hash_matches, header_reject
+from .claims import HeaderVerdicts, check_times, hash_matches
 from .headers import TXN_TOKEN, Found, token_fields
 from .problems import Profile, Reject
-from .tokens import TokenError, b64url_decode, check_header, decode_json_object, parse_checked, token_hash
+from .tokens import TokenError, decode_json_object, token_hash
 from .wit import VerifiedWIT
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -145,7 +145,7 @@ class WPTRules:
         self.max_token_bytes = max_token_bytes
         # oth header names as the header scan sees them, encoded once.
         self._oth_bytes = {name: name.encode() for name in oth_headers}
-        self._headers: dict[bytes, str | tuple[str, str]] = {}
+        self._headers = HeaderVerdicts("wpt", "wpt+jwt", _HEADER_CACHE_SIZE)
 
     def check(
         self,
@@ -184,44 +184,10 @@ class WPTRules:
         return claims, exp, jti, bound
 
     def split(self, token: bytes) -> tuple[str, bytes, bytes, bytes]:
-        """alg, payload, signing input and signature of a WPT.
-
-        A client sends the same protected header on every request, so the verdict on a header
-        (its alg, or why it was refused) is remembered (a bounded map) and only the payload and
-        signature are decoded.
-        """
-        header_b64, _, rest = token.partition(b".")
-        payload_b64, dot, signature_b64 = rest.partition(b".")
-        if not (dot and header_b64 and payload_b64 and signature_b64) or b"." in signature_b64:
-            try:  # not three non-empty parts: the full parse names the fault
-                parse_checked(token, self.max_token_bytes, "wpt+jwt")
-            except TokenError as exc:
-                raise header_reject("wpt", exc) from None
-            raise AssertionError("parse_checked accepted a token that is not three parts")  # pragma: no cover
-        verdict = self._headers.get(header_b64)
-        if verdict is None:
-            verdict = self._judge_header(header_b64)
-        if type(verdict) is not str:
-            raise Reject(*verdict)
-        try:
-            payload, signature = b64url_decode(payload_b64), b64url_decode(signature_b64)
-        except TokenError as exc:
-            raise header_reject("wpt", exc) from None
-        return verdict, payload, token[: len(header_b64) + 1 + len(payload_b64)], signature
-
-    def _judge_header(self, header_b64: bytes) -> str | tuple[str, str]:
-        """The alg of a protected header that passes its checks, else the refusal's code and
-        detail; remembered either way (a pure function of the header's bytes)."""
-        verdict: str | tuple[str, str]
-        try:
-            verdict = check_header(decode_json_object(b64url_decode(header_b64)), "wpt+jwt")
-        except TokenError as exc:
-            reject = header_reject("wpt", exc)
-            verdict = (reject.code, reject.detail)
-        if len(self._headers) >= _HEADER_CACHE_SIZE:
-            self._headers.clear()
-        self._headers[header_b64] = verdict
-        return verdict
+        """alg, payload, signing input and signature of a WPT. A client sends the same
+        protected header on every request: its verdict is remembered (:class:`HeaderVerdicts`)."""
+        alg, _header, payload, signing_input, signature = self._headers.split(token, self.max_token_bytes)
+        return alg, payload, signing_input, signature
 
     def _check_audience(self, aud: object, path: str, route_audiences: Iterable[str]) -> None:
         if type(aud) is list and len(aud) == 1:
