@@ -84,6 +84,7 @@ def checked_ttl(ttl: float) -> float:
 
 
 _stored = Cache.__len__
+_stored_key = Cache.__contains__
 _tlru_expire = TLRUCache.expire
 
 
@@ -171,7 +172,9 @@ class MemoryReplayCache:
         entries = self._entries
         held = self._held
         with self._lock:
-            if key in entries:
+            # Cache.__contains__ first (a dict lookup): only a key stored already needs
+            # TLRUCache's own check, which also asks whether it has expired.
+            if _stored_key(entries, key) and key in entries:
                 return False
             # Cache.__len__: the entries stored, without TLRUCache.__len__'s expiry pass (the
             # insert below runs one anyway); expired ones still count until then, which only
