@@ -702,3 +702,17 @@ async def test_a_wpt_01_proof_sent_to_a_wpt_02_service_is_told_which_profile_it_
     with_bearer = legacy + [(b"authorization", b"Bearer abc")]
     assert "speaks wpt-02" in (await world.reject(with_bearer)).detail
     assert "speaks" not in (await world.reject(base)).detail
+
+
+async def test_a_refused_wpt_header_is_refused_alike_every_time(world: World) -> None:
+    header = base64.urlsafe_b64encode(json.dumps({"alg": world.key.alg, "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    for _ in range(3):
+        token = header + "." + world.wpt().split(".", 1)[1]
+        assert (await world.reject(world.headers(token))).code == "wpt-type"
+
+
+@pytest.mark.parametrize("field", ["workload-identity-token", "workload-proof-token"])
+async def test_an_oversized_field_is_refused_for_its_size_before_it_is_read(world: World, field: str) -> None:
+    # A comma at the end of an attacker-sized value: refused as too large, never scanned for it.
+    headers = [(n, b"a" * 9000 + b",b" if n == field.encode() else v) for n, v in world.headers()]
+    assert (await world.reject(headers)).code == ("wit" if field.startswith("workload-identity") else "wpt") + "-too-large"

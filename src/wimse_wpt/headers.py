@@ -71,6 +71,10 @@ def single(values: list[bytes] | None, which: str, max_bytes: int) -> bytes:
     """The one token of a WIT or WPT field; refused when absent, repeated or comma-joined."""
     if values and len(values[0]) > max_bytes:  # before the comma scan: nothing reads an attacker-sized value
         raise Reject(f"{which}-too-large", f"The token exceeds {max_bytes} bytes.")
+    if values and len(values) == 1 and b"," not in values[0]:  # one field, one token: the usual request
+        token = values[0].strip(b" \t")
+        if token:
+            return token
     count = token_fields(values)
     if count == 0:
         name = "Workload-Identity-Token" if which == "wit" else "proof"
