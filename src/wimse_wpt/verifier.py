@@ -280,7 +280,7 @@ class Verifier:
                 wit, now = await self._wits.validate(wit_token, now)  # now: after the key source
             # Step 2, the proof: every WPT rule, its signature under the WIT's key last.
             wpt_token, access_token = proof_and_access_token(found, self.profile, self.max_token_bytes)
-            target = request_path(path, root_path)
+            target = request_path(path, root_path) if root_path else path
             claims, exp, jti, bound = self._wpt.check(wpt_token, wit, now, target, audiences, found, access_token)
             # Step 3, replay, last of all so that a refused request never burns a jti. The entry
             # outlives acceptance anywhere: a recorder up to leeway ahead of true time, a replica

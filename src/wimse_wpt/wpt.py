@@ -159,7 +159,8 @@ class WPTRules:
     ) -> Proof:
         """Every rule of wpt section 2.1 but replay; returns what the replay check and the
         caller need. ``path`` is the request path with ``root_path``, percent-encoded."""
-        alg, payload, signing_input, signature = self.split(token)
+        # A client sends the same protected header on every request: its verdict is remembered.
+        alg, _header, payload, signing_input, signature = self._headers.split(token, self.max_token_bytes)
         # alg names must be string-equal ("EdDSA" and "Ed25519" are different algs here).
         if alg != wit.alg:
             raise Reject("wpt-alg", "The proof's alg is not the alg of the WIT's confirmation key.")
@@ -182,12 +183,6 @@ class WPTRules:
         if not wit.key.verify(alg, signing_input, signature):
             raise Reject("wpt-signature", "The proof is not signed by the WIT's confirmation key.")
         return claims, exp, jti, bound
-
-    def split(self, token: bytes) -> tuple[str, bytes, bytes, bytes]:
-        """alg, payload, signing input and signature of a WPT. A client sends the same
-        protected header on every request: its verdict is remembered (:class:`HeaderVerdicts`)."""
-        alg, _header, payload, signing_input, signature = self._headers.split(token, self.max_token_bytes)
-        return alg, payload, signing_input, signature
 
     def _check_audience(self, aud: object, path: str, route_audiences: Iterable[str]) -> None:
         if type(aud) is list and len(aud) == 1:
