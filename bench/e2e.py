@@ -216,6 +216,8 @@ def summarize(label: str, results: dict[str, list[dict[str, float]]]) -> dict[st
             key: round(statistics.median(r[key] for r in runs), 2) for key in ("rps", "p50_ms", "p99_ms", "cpu_us")
         }
         summary[mode]["non_2xx"] = sum(int(r["non_2xx"]) for r in runs)
+        if summary[mode]["non_2xx"]:  # refusals are cheaper than verifications: the figures are off
+            print(f"WARNING: {label}, mode {mode}: {summary[mode]['non_2xx']} responses were not 2xx", file=sys.stderr)
 
     # Ratios per round (the modes of one round ran side by side), then the median.
     def ratio(a: str, b: str) -> float:

@@ -158,8 +158,8 @@ def table(results: dict[str, Any]) -> str:
     if "replay_alternatives" in results:
         lines += [
             "",
-            "| replay cache on cachetools | bytes/entry | insert us (filling) | vs current "
-            "| insert us (full, expiring) | vs current |",
+            "| replay cache on cachetools | bytes/entry | insert us (filling) | vs MemoryReplayCache "
+            "| insert us (full, expiring) | vs MemoryReplayCache |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, r in results["replay_alternatives"].items():

@@ -286,3 +286,28 @@ def test_ecdsa_signatures_must_be_exactly_r_and_s(alg: str, size: int) -> None:
     r, s = raw[:size], raw[size:]
     for forged in (r + b"\x00" + s, b"\x00" + r + s, r + s + b"\x00", r[1:] + s if r[0] == 0 else r + s[:-1]):
         assert not public.verify(alg, message, forged)
+
+
+JSON_CASES = [
+    b'{"a":1}', b' {"a":1}', b'{"a":1} ', b'\t{"a":1}\n', b'{"a":1}x', b'{"a":1}{}', b"", b" ", b"[1]", b'"s"', b"1",
+    b'{"a":1,"a":2}', b'{"a":{"b":1,"b":2}}', b'{"a":NaN}', b'{"a":Infinity}', b'{"a":1', b'{"a":1,}', b"\xff{}",
+    b'{"a":"\\ud800"}', b'{"a":' + b"1" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000, b'{"a":[' * 50_000 + b"]}" * 50_000,
+]
+
+
+@pytest.mark.parametrize("raw", JSON_CASES, ids=lambda raw: repr(raw[:20]))
+def test_json_objects_decode_as_the_strict_decoder_says(raw: bytes) -> None:
+    # decode_json_object calls the C scanner directly; its verdicts are JSONDecoder.decode's.
+    from wimse_wpt.tokens import _JSON, decode_json_object
+
+    try:
+        expected: Any = _JSON.decode(raw.decode("utf-8"))
+        if not isinstance(expected, dict):
+            expected = TokenError
+    except (ValueError, RecursionError):  # TokenError is a ValueError
+        expected = TokenError
+    if expected is TokenError:
+        with pytest.raises(TokenError):
+            decode_json_object(raw)
+    else:
+        assert decode_json_object(raw) == expected

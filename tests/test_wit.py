@@ -288,6 +288,29 @@ async def test_a_verified_wit_is_not_verified_again_until_its_keys_change() -> N
     assert source.calls == 2
 
 
+async def test_a_cached_wit_is_verified_again_when_any_of_its_domains_sources_changes() -> None:
+    # Two sources for one domain: the cache follows every one, not the first alone.
+    issuer_world = World()
+    first, second = CountingSource(issuer_world.issuer.jwks), CountingSource({"keys": []})
+    world = World(anchors=TrustAnchors({"example.com": [first, second]}))
+    world.issuer, world.key, world.wit = issuer_world.issuer, issuer_world.key, issuer_world.wit
+    for _ in range(2):
+        await world.verify(world.headers(world.wpt()))
+    assert (first.calls, second.calls) == (1, 1)
+    second.generation += 1
+    await world.verify(world.headers(world.wpt()))
+    assert (first.calls, second.calls) == (2, 2)
+
+
+async def test_a_refused_wit_header_is_refused_alike_every_time(world: World) -> None:
+    # Header verdicts are remembered: the second sight of a bad header gets the same answer.
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "ES256", "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    wit = header + "." + world.wit.split(".", 1)[1]
+    for _ in range(3):
+        problem = await world.reject(world.headers(world.wpt(wit=wit), wit))
+        assert problem.code == "wit-type"
+
+
 async def test_every_algorithm_signs_and_verifies_both_tokens() -> None:
     for alg in ["ES256", "ES384", "ES512", "EdDSA", "Ed25519", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]:
         world = World(alg, alg)

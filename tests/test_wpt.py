@@ -20,6 +20,7 @@ from wimse_wpt import (
     mint_wpt,
 )
 from wimse_wpt.replay import replay_key
+from wimse_wpt.verifier import VerifiedWorkload
 
 from .conftest import IDENTIFIER, NOW, ORIGIN, TARGET, World, sign_raw
 
@@ -407,6 +408,32 @@ async def test_replay_scoped_to_the_sender(world: World) -> None:
     assert (await world.reject(world.headers(world.wpt(jti="same")))).code == "wpt-replayed"
 
 
+async def test_the_verifier_records_the_documented_replay_key() -> None:
+    # A store shared by replicas of different versions must see the same keys: the verifier's
+    # per-WIT prefix gives replay_key(workload, jti), for any jti (non-ASCII and lone surrogates too).
+    seen: list[tuple[bytes, str]] = []
+
+    class Recording:
+        async def check_and_record(self, key: bytes, ttl: float, workload: str) -> bool:
+            seen.append((key, workload))
+            return True
+
+    world = World(replay_cache=Recording())
+    for jti in ("plain", "é-ü-\u2028", "\ud800lone", "x" * 300):
+        await world.verify(world.headers(world.wpt(jti=jti)))
+        assert seen[-1] == (replay_key(IDENTIFIER, jti), IDENTIFIER)
+
+
+async def test_a_verified_workload_is_the_dataclass_its_constructor_makes(world: World) -> None:
+    workload = await world.verify()
+    rebuilt = VerifiedWorkload(
+        workload.identifier, workload.trust_domain, workload.wit_claims, workload.wpt_claims, workload.bound_tokens
+    )
+    assert type(workload) is VerifiedWorkload and workload == rebuilt and hash(workload.bound_tokens) == hash(rebuilt.bound_tokens)
+    with pytest.raises(AttributeError):
+        workload.identifier = "wimse://example.com/other"  # type: ignore[misc]
+
+
 async def test_replay_entry_kept_until_exp_plus_three_leeways() -> None:
     # ttl = exp - now + 3 * leeway (see test_replay_holds_across_replicas_with_skewed_clocks).
     world = World(leeway=5)
@@ -597,7 +624,9 @@ async def test_a_cached_wpt_header_does_not_lift_the_size_cap_under_wpt_02() -> 
     world = World(profile="wpt-02")
     assert await world.verify()
     big = world.wpt(extra_claims={"pad": "x" * 9000})
-    assert (await world.reject(world.headers(big))).code == "wpt-too-large"
+    problem = await world.reject(world.headers(big))
+    # Refused by the field's cap before any parsing, and the detail names the limit to respect.
+    assert (problem.code, problem.detail) == ("wpt-too-large", "The token exceeds 8192 bytes.")
 
 
 def test_a_replay_store_of_the_old_two_argument_protocol_is_refused_at_configuration() -> None:
@@ -609,3 +638,83 @@ def test_a_replay_store_of_the_old_two_argument_protocol_is_refused_at_configura
 
     with pytest.raises(ValueError, match="workload"):
         World(replay_cache=OldStore())
+
+
+# --- errors that say what to fix (issue 10) ------------------------------------------------
+
+
+async def test_wpt_audience_names_the_expected_target_and_logs_both_auds_escaped(world: World) -> None:
+    sent = "https://evil.example/path\n\x1b[31mforged log line\u2028" + "x" * 500
+    with pytest.raises(VerificationError) as caught:
+        await world.verify(world.headers(world.wpt(aud=sent)))
+    problem = caught.value.problem
+    assert problem.code == "wpt-audience"
+    # The detail says what to send: the target URI built from the configured origin.
+    assert f"the target URI '{TARGET}'" in problem.detail
+    assert "evil.example" not in problem.detail  # what the caller sent stays out of the response
+    assert "log_context" not in json.dumps(problem.to_dict()) and "evil" not in json.dumps(problem.to_dict())
+    # The log context: both auds, on one line, escaped, the received one truncated.
+    context = problem.log_context
+    assert context is not None and context.startswith(f"expected_aud='{TARGET}' received_aud='https://evil.example/path")
+    assert "\n" not in context and "\x1b" not in context and "\u2028" not in context
+    assert "\\n\\x1b[31mforged log line\\u2028" in context
+    assert context.endswith("x'...") and len(context) < 300
+    # Never a token: neither the WIT nor the WPT appears in it.
+    for name, value in world.headers():
+        if name != b"host":
+            assert value.decode()[-40:] not in context
+
+
+async def test_wpt_audience_with_several_origins_names_each() -> None:
+    world = World()
+    several = Verifier(
+        {"example.com": world.issuer.jwks},
+        [ORIGIN, "https://b.example", "https://c.example", "https://d.example"],
+        clock=lambda: world.now,
+    )
+    with pytest.raises(VerificationError) as caught:
+        await several.verify(world.headers(world.wpt(aud="https://evil.example/path")), path="/path")
+    detail = caught.value.problem.detail
+    assert f"one of the target URIs '{TARGET}', 'https://b.example/path', 'https://c.example/path', ..." in detail
+    assert "https://d.example" not in detail
+
+
+async def test_other_refusals_carry_no_log_context(world: World) -> None:
+    problem = await world.reject(world.headers(world.wpt(jti="")))
+    assert problem.code == "wpt-claim-invalid" and problem.log_context is None
+
+
+async def test_a_wpt_02_proof_sent_to_a_wpt_01_service_is_told_which_profile_it_speaks() -> None:
+    world = World(profile="wpt-01")
+    base = [h for h in world.headers() if h[0] != b"workload-proof-token"]
+    problem = await world.reject(base + [(b"authorization", b"WPT " + world.wpt().encode())])
+    assert problem.code == "wpt-missing" and "speaks wpt-01" in problem.detail and "Workload-Proof-Token" in problem.detail
+    # With no proof at all the detail stays the plain one.
+    assert "speaks" not in (await world.reject(base)).detail
+    assert "speaks" not in (await world.reject(base + [(b"authorization", b"Bearer abc")])).detail
+
+
+async def test_a_wpt_01_proof_sent_to_a_wpt_02_service_is_told_which_profile_it_speaks() -> None:
+    world = World(profile="wpt-02")
+    base = [h for h in world.headers() if h[0] != b"authorization"]
+    legacy = base + [(b"workload-proof-token", world.wpt().encode())]
+    problem = await world.reject(legacy)
+    assert (problem.code, problem.status) == ("wpt-missing", 401)
+    assert "speaks wpt-02" in problem.detail and "Authorization: WPT" in problem.detail
+    with_bearer = legacy + [(b"authorization", b"Bearer abc")]
+    assert "speaks wpt-02" in (await world.reject(with_bearer)).detail
+    assert "speaks" not in (await world.reject(base)).detail
+
+
+async def test_a_refused_wpt_header_is_refused_alike_every_time(world: World) -> None:
+    header = base64.urlsafe_b64encode(json.dumps({"alg": world.key.alg, "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    for _ in range(3):
+        token = header + "." + world.wpt().split(".", 1)[1]
+        assert (await world.reject(world.headers(token))).code == "wpt-type"
+
+
+@pytest.mark.parametrize("field", ["workload-identity-token", "workload-proof-token"])
+async def test_an_oversized_field_is_refused_for_its_size_before_it_is_read(world: World, field: str) -> None:
+    # A comma at the end of an attacker-sized value: refused as too large, never scanned for it.
+    headers = [(n, b"a" * 9000 + b",b" if n == field.encode() else v) for n, v in world.headers()]
+    assert (await world.reject(headers)).code == ("wit" if field.startswith("workload-identity") else "wpt") + "-too-large"

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .problems import Reject
-from .tokens import TokenError
+from .tokens import TokenError, b64url_decode, check_header, decode_json_object, parse_checked
 
 # NumericDates (RFC 7519 section 2) are accepted in [0, 2**53): every real date is far inside,
 # and no int of an attacker's choosing ever reaches float() (10**400 overflows it).
@@ -62,3 +62,52 @@ def header_reject(which: str, exc: TokenError) -> Reject:
     if reason == "token too large":
         return Reject(f"{which}-too-large", "The token is too large.")
     return Reject(f"{which}-malformed", f"The token is not a well-formed compact JWS: {reason}.")
+
+
+class HeaderVerdicts:
+    """Verdicts on JWS protected headers, remembered by the header's base64url bytes (a pure
+    function of them): ``(alg, header)`` for one that passes :func:`~wimse_wpt.tokens.check_header`,
+    else the :class:`Reject` to raise, rebuilt each time. A client sends the same header on every
+    request, and a sender of a bad one is refused at the cost of a lookup. Bounded: cleared when full.
+    """
+
+    def __init__(self, which: str, media_type: str, size: int = 256) -> None:
+        self.which = which
+        self.media_type = media_type
+        self.size = size
+        self._verdicts: dict[bytes, tuple[str, Mapping[str, Any]] | tuple[str, str]] = {}
+
+    def judge(self, header_b64: bytes) -> tuple[str, Mapping[str, Any]]:
+        verdict = self._verdicts.get(header_b64)
+        if verdict is None:
+            try:
+                header = decode_json_object(b64url_decode(header_b64))
+                verdict = (check_header(header, self.media_type), header)
+            except TokenError as exc:
+                reject = header_reject(self.which, exc)
+                verdict = (reject.code, reject.detail)
+            if len(self._verdicts) >= self.size:
+                self._verdicts.clear()
+            self._verdicts[header_b64] = verdict
+        alg, rest = verdict
+        if type(rest) is str:
+            raise Reject(alg, rest)
+        return verdict  # type: ignore[return-value]
+
+    def split(self, token: bytes, max_bytes: int) -> tuple[str, Mapping[str, Any], bytes, bytes, bytes]:
+        """alg, protected header, payload, signing input and signature of one compact JWS
+        whose header passes its checks; the header is judged before anything else is decoded."""
+        header_b64, _, rest = token.partition(b".")
+        payload_b64, dot, signature_b64 = rest.partition(b".")
+        if not (dot and header_b64 and payload_b64 and signature_b64) or b"." in signature_b64 or len(token) > max_bytes:
+            try:  # not three non-empty parts, or too large: the full parse names the fault
+                parse_checked(token, max_bytes, self.media_type)
+            except TokenError as exc:
+                raise header_reject(self.which, exc) from None
+            raise AssertionError("parse_checked accepted a token split refused")  # pragma: no cover
+        alg, header = self.judge(header_b64)
+        try:
+            payload, signature = b64url_decode(payload_b64), b64url_decode(signature_b64)
+        except TokenError as exc:
+            raise header_reject(self.which, exc) from None
+        return alg, header, payload, token[: len(header_b64) + 1 + len(payload_b64)], signature

@@ -69,6 +69,12 @@ def sized(token: bytes, which: str, max_bytes: int) -> bytes:
 
 def single(values: list[bytes] | None, which: str, max_bytes: int) -> bytes:
     """The one token of a WIT or WPT field; refused when absent, repeated or comma-joined."""
+    if values and len(values[0]) > max_bytes:  # before the comma scan: nothing reads an attacker-sized value
+        raise Reject(f"{which}-too-large", f"The token exceeds {max_bytes} bytes.")
+    if values and len(values) == 1 and b"," not in values[0]:  # one field, one token: the usual request
+        token = values[0].strip(b" \t")
+        if token:
+            return token
     count = token_fields(values)
     if count == 0:
         name = "Workload-Identity-Token" if which == "wit" else "proof"
@@ -113,6 +119,12 @@ def parse_authorization(value: bytes) -> Credentials | None:
 
 # What ath binds under wpt-01: an OAuth access token, Bearer (RFC 6750) or DPoP (RFC 9449).
 _ACCESS_TOKEN_SCHEMES: Final = frozenset({b"bearer", b"dpop"})
+_SPEAKS_WPT_01: Final = (
+    "This service speaks wpt-01: send the proof in a Workload-Proof-Token field, not as Authorization: WPT."
+)
+_SPEAKS_WPT_02: Final = (
+    "This service speaks wpt-02: send the proof as Authorization: WPT, not in a Workload-Proof-Token field."
+)
 _MALFORMED: Final = "The Authorization field is not an auth-scheme, 1*SP and credentials (RFC 9110 11.4)."
 
 
@@ -128,11 +140,16 @@ def proof_and_access_token(found: Found, profile: str, max_bytes: int) -> tuple[
             raise Reject("authorization-malformed", _MALFORMED)
     if profile == "wpt-02":
         if credentials is None or credentials.scheme != b"wpt":
+            if WPT_HEADER in found:  # a wpt-01 client: say which profile this service speaks
+                raise Reject("wpt-missing", _SPEAKS_WPT_02)
             raise Reject("wpt-missing", "The request carries no Authorization: WPT field.")
         if credentials.token68 is None:
             raise Reject("authorization-malformed", "The Authorization field must be WPT and one token.")
         return sized(credentials.token68, "wpt", max_bytes), None
-    token = single(found.get(WPT_HEADER), "wpt", max_bytes)
+    proofs = found.get(WPT_HEADER)
+    if not proofs and credentials is not None and credentials.scheme == b"wpt":  # a wpt-02 client
+        raise Reject("wpt-missing", _SPEAKS_WPT_01)
+    token = single(proofs, "wpt", max_bytes)
     if credentials is None or credentials.scheme not in _ACCESS_TOKEN_SCHEMES:
         return token, None
     if credentials.token68 is None:

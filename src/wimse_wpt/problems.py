@@ -3,13 +3,14 @@
 Every way a request can be refused has one code here. The verifier raises
 :class:`VerificationError` carrying a :class:`Problem`; only the edge (the middleware)
 renders it, as RFC 9457 ``application/problem+json``. Details are fixed sentences: they
-never contain a token or any other value the caller sent.
+never contain a token or any other value the caller sent, with one exception: ``wpt-audience``
+names the target URI expected (a configured origin and the request's own path, truncated).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Profile = Literal["wpt-01", "wpt-02"]
@@ -120,11 +121,14 @@ class Problem:
     status: int
     title: str
     detail: str
+    #: For the refusal's log line only, never rendered: what an operator needs to see
+    #: (e.g. the expected and the received ``aud``), truncated and escaped, never a token.
+    log_context: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def of(cls, code: str, detail: str, profile: Profile = "wpt-01") -> Problem:
+    def of(cls, code: str, detail: str, profile: Profile = "wpt-01", log_context: str | None = None) -> Problem:
         kind, title = CATALOG[code]
-        return cls(code, status_for(kind, profile), title, detail)
+        return cls(code, status_for(kind, profile), title, detail, log_context)
 
     @property
     def kind(self) -> Kind:
@@ -157,8 +161,9 @@ class VerificationError(Exception):
 class Reject(Exception):
     """Raised inside the checks with a code and a detail; the verifier adds the profile."""
 
-    __slots__ = ("code", "detail")
+    __slots__ = ("code", "detail", "log_context")
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, log_context: str | None = None) -> None:
         self.code = code
         self.detail = detail
+        self.log_context = log_context  # see Problem.log_context

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from cachetools import TLRUCache
+from cachetools import Cache, TLRUCache
 
 logger = logging.getLogger("wimse_wpt.replay")
 
@@ -70,11 +70,23 @@ def replay_key(workload: str, jti: str) -> bytes:
     return hashlib.sha256(f"{workload}\n{jti}".encode("utf-8", "surrogatepass")).digest()
 
 
+def replay_prefix(workload: str) -> Any:
+    """The SHA-256 state after the workload part of :func:`replay_key`: the key of a jti is
+    ``prefix.copy()``, updated with the jti's UTF-8 bytes. The verifier keeps one per cached
+    WIT, so a request hashes only its jti (the same keys: a test holds them equal)."""
+    return hashlib.sha256(f"{workload}\n".encode("utf-8", "surrogatepass"))
+
+
 def checked_ttl(ttl: float) -> float:
     """``ttl`` raised to :data:`MIN_TTL`; ValueError (the check then fails closed) if absurd."""
     if not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl > MAX_TTL:
         raise ValueError("replay entry TTL must be a finite number of seconds, at most a day")
     return max(float(ttl), MIN_TTL)
+
+
+_stored = Cache.__len__
+_stored_key = Cache.__contains__
+_tlru_expire = TLRUCache.expire
 
 
 class _CountingTLRU(TLRUCache[bytes, str]):
@@ -97,10 +109,10 @@ class _CountingTLRU(TLRUCache[bytes, str]):
             del held[owner]  # no per-owner residue once its last entry is gone
 
     def expire(self, time: float | None = None) -> list[tuple[bytes, str]]:  # type: ignore[override]
-        expired = list(super().expire(time))
+        expired = _tlru_expire(self, time)  # every insert calls this: no super(), no copy
         for _key, owner in expired:
             self._release(owner)
-        return expired
+        return expired  # type: ignore[no-any-return]
 
     def popitem(self) -> tuple[bytes, str]:
         key, owner = super().popitem()
@@ -161,9 +173,14 @@ class MemoryReplayCache:
         entries = self._entries
         held = self._held
         with self._lock:
-            if key in entries:
+            # Cache.__contains__ first (a dict lookup): only a key stored already needs
+            # TLRUCache's own check, which also asks whether it has expired.
+            if _stored_key(entries, key) and key in entries:
                 return False
-            if held.get(workload, 0) >= self.max_per_workload or len(entries) >= self.maxsize:
+            # Cache.__len__: the entries stored, without TLRUCache.__len__'s expiry pass (the
+            # insert below runs one anyway); expired ones still count until then, which only
+            # sends a cache at its bound to the exact check.
+            if held.get(workload, 0) >= self.max_per_workload or _stored(entries) >= self.maxsize:
                 entries.expire()
                 if held.get(workload, 0) >= self.max_per_workload:
                     self.quota_refusals += 1

@@ -2,9 +2,9 @@
 
 ``await verifier.verify(headers, path=...)`` returns a :class:`VerifiedWorkload` or raises
 :class:`~wimse_wpt.problems.VerificationError` whose ``problem`` says why, with a stable code.
-All configuration is checked in ``__init__``; per request there is one header scan, one
-SHA-256 of the WIT, a cache hit for the WIT (its signature was verified when first seen), the
-WPT's claim checks, one signature verification, and one replay-cache insert.
+All configuration is checked in ``__init__``; per request there is one header scan, a cache
+hit for the WIT (its signature and hash were computed when first seen), the WPT's claim
+checks, one signature verification, one SHA-256 over the jti, and one replay-cache insert.
 
 The steps live where the specs put them: ``headers`` (the fields, RFC 9110), ``wit``
 (workload-creds section 5.1.4, and the cache of verified WITs), ``wpt`` (wpt section 2.1, and
@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -42,7 +42,6 @@ from .replay import (
     ReplayQuotaExceeded,
     ReplayStoreUnavailable,
     ReplayStoreUnsafe,
-    replay_key,
 )
 from .tokens import DEFAULT_ALGORITHMS, DEFAULT_MAX_TOKEN_BYTES, check_algorithms
 from .wit import VerifiedWIT, WITValidator
@@ -68,6 +67,9 @@ __all__ = [
 _parse_origin = parse_origin
 
 
+_PROBLEMS_KEPT = 512
+
+
 def _takes_workload(method: Callable[..., Any]) -> bool:
     """A store written for the two-argument protocol would fail every check: refuse it now."""
     try:
@@ -89,6 +91,24 @@ class VerifiedWorkload:
     wpt_claims: Mapping[str, Any]
     #: Lowercase names of the request headers whose tokens the WPT binds (ath/tth/oth).
     bound_tokens: frozenset[str] = field(default_factory=frozenset)
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__; the verifier
+# builds one per request by its slots' own setters instead, at half the cost (same object).
+_SET_FIELDS = tuple(getattr(VerifiedWorkload, f.name).__set__ for f in fields(VerifiedWorkload))
+
+
+def _workload(
+    identifier: str, trust_domain: str, wit_claims: Mapping[str, Any], wpt_claims: Mapping[str, Any], bound: frozenset[str]
+) -> VerifiedWorkload:
+    workload = object.__new__(VerifiedWorkload)
+    set_identifier, set_domain, set_wit_claims, set_wpt_claims, set_bound = _SET_FIELDS
+    set_identifier(workload, identifier)
+    set_domain(workload, trust_domain)
+    set_wit_claims(workload, wit_claims)
+    set_wpt_claims(workload, wpt_claims)
+    set_bound(workload, bound)
+    return workload
 
 
 class Verifier:
@@ -182,6 +202,7 @@ class Verifier:
             max_lifetime=self.max_wpt_lifetime,
             max_token_bytes=max_token_bytes,
         )
+        self._problems: dict[tuple[str, str], Problem] = {}
         # The one header scan keeps only these names.
         self._wanted = frozenset({WIT_HEADER, WPT_HEADER, AUTHORIZATION, TXN_TOKEN, *(n.encode() for n in self.oth_headers)})
 
@@ -254,46 +275,61 @@ class Verifier:
             now = self._clock()
             # Step 1, the credential: until it verifies we have no key to trust.
             wit_token = single(found.get(WIT_HEADER), "wit", self.max_token_bytes)
-            digest, wit = self._wits.lookup(wit_token, now)
+            wit = self._wits.lookup(wit_token, now)
             if wit is None:  # first sight, expired, or its domain's keys changed: verify it now
-                wit, now = await self._wits.validate(wit_token, digest, now)  # now: after the key source
+                wit, now = await self._wits.validate(wit_token, now)  # now: after the key source
             # Step 2, the proof: every WPT rule, its signature under the WIT's key last.
             wpt_token, access_token = proof_and_access_token(found, self.profile, self.max_token_bytes)
-            target = request_path(path, root_path)
+            target = request_path(path, root_path) if root_path else path
             claims, exp, jti, bound = self._wpt.check(wpt_token, wit, now, target, audiences, found, access_token)
             # Step 3, replay, last of all so that a refused request never burns a jti. The entry
             # outlives acceptance anywhere: a recorder up to leeway ahead of true time, a replica
             # up to leeway behind (accepting until true exp + 2 * leeway): 3 * leeway.
-            await self._check_replay(wit.identifier, jti, exp - now + 3 * self.leeway)
+            key = wit.replay_prefix.copy()  # the replay key: SHA-256 over (workload, jti)
+            key.update(jti.encode("utf-8", "surrogatepass"))
+            ttl = exp - now + 3 * self.leeway
+            try:
+                if self._record_sync is not None:  # the in-memory cache: no need to await
+                    first = self._record_sync(key.digest(), ttl, wit.identifier)
+                else:
+                    first = await self.replay_cache.check_and_record(key.digest(), ttl, wit.identifier)
+            except Exception as exc:
+                raise self._replay_refusal(exc) from None
+            if not first:
+                raise Reject("wpt-replayed", "This proof (workload and jti) was already used.")
             # A replay store that awaits may have waited too: the proof must still be valid now.
             if self._record_sync is None and self._clock() >= exp + self.leeway:
                 raise expired("wpt")
         except Reject as reject:
-            problem = Problem.of(reject.code, reject.detail, self.profile)
-            raise VerificationError(problem, wit.identifier if wit else None) from None
-        return VerifiedWorkload(wit.identifier, wit.trust_domain, wit.claims, MappingProxyType(claims), bound)
+            raise VerificationError(self._problem(reject), wit.identifier if wit else None) from None
+        return _workload(wit.identifier, wit.trust_domain, wit.claims, MappingProxyType(claims), bound)
+
+    def _problem(self, reject: Reject) -> Problem:
+        """The problem for a refusal. Problems are immutable and the details a fixed set (bar
+        those with a log context): each is built once, so refusing costs little."""
+        if reject.log_context is not None:
+            return Problem.of(reject.code, reject.detail, self.profile, reject.log_context)
+        key = (reject.code, reject.detail)
+        problem = self._problems.get(key)
+        if problem is None:
+            if len(self._problems) >= _PROBLEMS_KEPT:  # a bound all the same
+                self._problems.clear()
+            problem = self._problems[key] = Problem.of(reject.code, reject.detail, self.profile)
+        return problem
 
     # --- replay ------------------------------------------------------------------------------
 
-    async def _check_replay(self, workload: str, jti: str, ttl: float) -> None:
-        key = replay_key(workload, jti)
-        try:
-            if self._record_sync is not None:  # the in-memory cache: no need to await
-                first = self._record_sync(key, ttl, workload)
-            else:
-                first = await self.replay_cache.check_and_record(key, ttl, workload)
-        except ReplayQuotaExceeded:  # only this sender, over its share; the others keep theirs
-            raise Reject("replay-quota-exceeded", "This workload holds its whole share of the replay cache.") from None
-        except ReplayCacheFull:
-            raise Reject("replay-cache-full", "The replay cache is full; the proof cannot be checked for replay.") from None
-        except ReplayStoreUnsafe:
+    def _replay_refusal(self, exc: Exception) -> Reject:
+        """The refusal for a replay store that could not record: it never waves a proof through."""
+        if isinstance(exc, ReplayQuotaExceeded):  # only this sender, over its share; the others keep theirs
+            return Reject("replay-quota-exceeded", "This workload holds its whole share of the replay cache.")
+        if isinstance(exc, ReplayCacheFull):
+            return Reject("replay-cache-full", "The replay cache is full; the proof cannot be checked for replay.")
+        if isinstance(exc, ReplayStoreUnsafe):
             detail = "The replay store may have forgotten recorded proofs; the proof cannot be checked for replay."
-            raise Reject("replay-store-unsafe", detail) from None
-        except ReplayStoreUnavailable:
-            detail = "The replay store did not answer; the proof cannot be checked for replay."
-            raise Reject("replay-store-unavailable", detail) from None
-        except Exception as exc:  # a store of the user's that fails some other way: fail closed
-            logger.error("replay store %s raised %s; refusing", type(self.replay_cache).__name__, type(exc).__name__)
-            raise Reject("replay-store-unavailable", "The replay store failed; the proof cannot be checked for replay.") from None
-        if not first:
-            raise Reject("wpt-replayed", "This proof (workload and jti) was already used.")
+            return Reject("replay-store-unsafe", detail)
+        if isinstance(exc, ReplayStoreUnavailable):
+            return Reject("replay-store-unavailable", "The replay store did not answer; the proof cannot be checked for replay.")
+        # A store of the user's that fails some other way: fail closed.
+        logger.error("replay store %s raised %s; refusing", type(self.replay_cache).__name__, type(exc).__name__)
+        return Reject("replay-store-unavailable", "The replay store failed; the proof cannot be checked for replay.")

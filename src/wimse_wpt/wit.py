@@ -1,22 +1,23 @@
 """WIT validation (draft-ietf-wimse-workload-creds section 5.1.4) and the cache of verified WITs.
 
-A WIT that verified is kept, by the SHA-256 of the token as sent, until it expires or its trust
-domain's keys change: a steady caller costs a dict lookup here, not a signature check.
+A WIT that verified is kept, by the token as sent, until it expires or its trust domain's keys
+change: a steady caller costs a dict lookup here, not a signature check (nor a hash: its SHA-256,
+which ``wth`` binds, is computed once, when it is first verified).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .anchors import TrustAnchors
-from .claims import check_times, expired, header_reject
+from .anchors import KeySource, TrustAnchors
+from .claims import HeaderVerdicts, check_times, expired
 from .identifiers import parse_identifier
 from .problems import Reject
-from .tokens import PublicKey, TokenError, check_header, decode_json_object, import_public_key, parse_compact, token_hash
+from .replay import replay_prefix
+from .tokens import PublicKey, TokenError, decode_json_object, import_public_key, token_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,10 @@ class VerifiedWIT:
     exp: float
     anchors_generation: int
     wth: str  # base64url(SHA-256(WIT)), what the WPT's wth claim must equal
+    #: The trust domain's key source when it has exactly one: its generation is read directly.
+    source: KeySource | None
+    #: SHA-256 state over the replay key's workload part: a request adds only its jti.
+    replay_prefix: Any
 
 
 class WITValidator:
@@ -51,44 +56,39 @@ class WITValidator:
         self.max_lifetime = max_lifetime
         self.max_token_bytes = max_token_bytes
         self._clock = clock
-        # Verified WITs by the SHA-256 of the WIT as sent: a plain dict, read on every request.
+        # Verified WITs by the WIT as sent (bytes compare whole on a hash match: a different
+        # token is never taken for a cached one): a plain dict, read on every request. Keyed by
+        # the token rather than its digest, a hit costs no SHA-256; an entry keeps the token
+        # (at most max_token_bytes), about as much as its decoded claims.
         self._cache: dict[bytes, VerifiedWIT] = {}
         self._cache_size = cache_size
+        # Issuers send few distinct headers: each one's verdict is judged once.
+        self._headers = HeaderVerdicts("wit", "wit+jwt")
+        # A TrustAnchors of our own: a domain with one source has that source's generation.
+        self._direct_generation = type(anchors).generation is TrustAnchors.generation
 
-    def lookup(self, token: bytes, now: float) -> tuple[bytes, VerifiedWIT | None]:
-        """The token's digest, and its verified WIT if it is cached, unexpired, and its trust
-        domain's keys have not changed since it was verified."""
-        digest = hashlib.sha256(token).digest()
-        wit = self._cache.get(digest)
+    def lookup(self, token: bytes, now: float) -> VerifiedWIT | None:
+        """The verified WIT if it is cached, unexpired, and its trust domain's keys have not
+        changed since it was verified."""
+        wit = self._cache.get(token)
         if wit is None or now >= wit.exp + self.leeway:
-            return digest, None
-        if wit.anchors_generation != self.anchors.generation(wit.trust_domain):
-            return digest, None
-        return digest, wit
+            return None
+        source = wit.source
+        if wit.anchors_generation != (source.generation if source is not None else self.anchors.generation(wit.trust_domain)):
+            return None
+        return wit
 
-    async def validate(self, token: bytes, digest: bytes, now: float) -> tuple[VerifiedWIT, float]:
-        """Verify a WIT not (or no longer) cached; returns it and the time after the key lookup."""
-        wit = await self._verify(token, now)
-        # The key source may have waited (a JWKS fetch): what follows must use fresh time.
-        now = self._clock()
-        if now >= wit.exp + self.leeway:
-            raise expired("wit")
-        self._remember(digest, wit, now)
-        return wit, now
-
-    async def _verify(self, token: bytes, now: float) -> VerifiedWIT:
-        try:
-            compact = parse_compact(token, self.max_token_bytes)
-            alg = check_header(compact.header, "wit+jwt")
-        except TokenError as exc:
-            raise header_reject("wit", exc) from None
+    async def validate(self, token: bytes, now: float) -> tuple[VerifiedWIT, float]:
+        """Verify a WIT not (or no longer) cached; returns it and the time after the key lookup.
+        (One coroutine: a WIT refused before the key lookup costs no second one.)"""
+        alg, header, payload, signing_input, signature = self._headers.split(token, self.max_token_bytes)
         if alg not in self.algorithms:
             raise Reject("wit-alg", "The workload identity token's alg is not allowed.")
-        kid = compact.header.get("kid")
+        kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise Reject("wit-malformed", "The kid header must be a string.")
         try:
-            claims = decode_json_object(compact.payload)
+            claims = decode_json_object(payload)
         except TokenError:
             raise Reject("wit-malformed", "The workload identity token's claims are not a JSON object.") from None
         try:
@@ -101,10 +101,12 @@ class WITValidator:
         exp = check_times(claims, now, "wit", self.leeway, self.max_lifetime)
         cnf_key, cnf_alg = self._confirmation_key(claims.get("cnf"))
         generation = self.anchors.generation(identifier.trust_domain)
+        sources = self.anchors.sources(identifier.trust_domain)
+        source = sources[0] if self._direct_generation and len(sources) == 1 else None
         anchor = await self.anchors.find_key(identifier.trust_domain, kid, alg)
-        if not anchor.verify(alg, compact.signing_input, compact.signature):
+        if not anchor.verify(alg, signing_input, signature):
             raise Reject("wit-signature", "The workload identity token's signature does not verify.")
-        return VerifiedWIT(
+        wit = VerifiedWIT(
             identifier.value,
             identifier.trust_domain,
             MappingProxyType(claims),
@@ -113,7 +115,15 @@ class WITValidator:
             exp,
             generation,
             token_hash(token),
+            source,
+            replay_prefix(identifier.value),
         )
+        # The key source may have waited (a JWKS fetch): what follows must use fresh time.
+        now = self._clock()
+        if now >= wit.exp + self.leeway:
+            raise expired("wit")
+        self._remember(token, wit, now)
+        return wit, now
 
     def _confirmation_key(self, cnf: object) -> tuple[PublicKey, str]:
         jwk = cnf.get("jwk") if isinstance(cnf, dict) else None
@@ -129,7 +139,7 @@ class WITValidator:
             raise Reject("wit-cnf", f"The confirmation key is not acceptable: {exc}.") from None
         return key, alg
 
-    def _remember(self, digest: bytes, wit: VerifiedWIT, now: float) -> None:
+    def _remember(self, token: bytes, wit: VerifiedWIT, now: float) -> None:
         cache = self._cache
         if len(cache) >= self._cache_size:
             # Make room: first what has expired, then the oldest (it is only verified again).
@@ -137,4 +147,4 @@ class WITValidator:
                 del cache[key]
             while len(cache) >= self._cache_size:
                 del cache[next(iter(cache))]
-        cache[digest] = wit
+        cache[token] = wit

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from .claims import check_times, hash_matches, header_reject
+from .claims import HeaderVerdicts, check_times, hash_matches
 from .headers import TXN_TOKEN, Found, token_fields
 from .problems import Profile, Reject
-from .tokens import TokenError, b64url_decode, check_header, decode_json_object, parse_compact, token_hash
+from .tokens import TokenError, decode_json_object, token_hash
 from .wit import VerifiedWIT
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -25,6 +25,16 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _BINDING_CLAIMS = frozenset({"ath", "tth", "oth"})
 _NOTHING_BOUND: frozenset[str] = frozenset()
 _HEADER_CACHE_SIZE = 256
+
+_SHOWN_ORIGINS = 3  # a detail names at most this many expected target URIs
+_SHOWN_CHARS = 200  # and each (and a received aud, in a log line) up to this many characters
+
+
+def _shown(text: str) -> str:
+    """A value safe on one log line or in a detail: truncated, quoted, anything but printable
+    ASCII backslash-escaped (no line breaks, no terminal controls, no look-alike characters)."""
+    return ascii(text[:_SHOWN_CHARS]) + ("..." if len(text) > _SHOWN_CHARS else "")
+
 
 #: What the WPT checks return: its claims, exp, jti, and the names of the headers it binds.
 Proof = tuple[dict[str, Any], float, str, frozenset[str]]
@@ -135,7 +145,7 @@ class WPTRules:
         self.max_token_bytes = max_token_bytes
         # oth header names as the header scan sees them, encoded once.
         self._oth_bytes = {name: name.encode() for name in oth_headers}
-        self._headers: dict[bytes, str] = {}
+        self._headers = HeaderVerdicts("wpt", "wpt+jwt", _HEADER_CACHE_SIZE)
 
     def check(
         self,
@@ -149,7 +159,8 @@ class WPTRules:
     ) -> Proof:
         """Every rule of wpt section 2.1 but replay; returns what the replay check and the
         caller need. ``path`` is the request path with ``root_path``, percent-encoded."""
-        alg, payload, signing_input, signature = self.split(token)
+        # A client sends the same protected header on every request: its verdict is remembered.
+        alg, _header, payload, signing_input, signature = self._headers.split(token, self.max_token_bytes)
         # alg names must be string-equal ("EdDSA" and "Ed25519" are different algs here).
         if alg != wit.alg:
             raise Reject("wpt-alg", "The proof's alg is not the alg of the WIT's confirmation key.")
@@ -173,32 +184,6 @@ class WPTRules:
             raise Reject("wpt-signature", "The proof is not signed by the WIT's confirmation key.")
         return claims, exp, jti, bound
 
-    def split(self, token: bytes) -> tuple[str, bytes, bytes, bytes]:
-        """alg, payload, signing input and signature of a WPT.
-
-        A client sends the same protected header on every request, so a header that passed
-        its checks is remembered (a bounded set) and only the payload and signature are decoded.
-        """
-        header_b64, dot, rest = token.partition(b".")
-        alg = self._headers.get(header_b64)
-        if alg is not None:
-            payload_b64, dot2, signature_b64 = rest.partition(b".")
-            if dot2 and payload_b64 and signature_b64 and b"." not in signature_b64:
-                try:
-                    payload, signature = b64url_decode(payload_b64), b64url_decode(signature_b64)
-                except TokenError as exc:
-                    raise header_reject("wpt", exc) from None
-                return alg, payload, token[: len(header_b64) + 1 + len(payload_b64)], signature
-        try:
-            compact = parse_compact(token, self.max_token_bytes)
-            alg = check_header(compact.header, "wpt+jwt")
-        except TokenError as exc:
-            raise header_reject("wpt", exc) from None
-        if len(self._headers) >= _HEADER_CACHE_SIZE:
-            self._headers.clear()
-        self._headers[header_b64] = alg
-        return alg, compact.payload, compact.signing_input, compact.signature
-
     def _check_audience(self, aud: object, path: str, route_audiences: Iterable[str]) -> None:
         if type(aud) is list and len(aud) == 1:
             aud = aud[0]  # RFC 7519 4.1.3 allows an array; a proof is bound to one target
@@ -215,7 +200,16 @@ class WPTRules:
                 return
             if normalized in self.audiences or normalized in route_audiences:
                 return
-        raise Reject("wpt-audience", "The aud claim is not this request's target URI or an accepted alias.")
+        raise self._audience_reject(aud, path)
+
+    def _audience_reject(self, aud: str, path: str) -> Reject:
+        """What to fix: the detail names the target URI expected (configured origins and the
+        request's own path); the log line adds the aud received, truncated and escaped."""
+        expected = [origin + path for origin in self.origins[:_SHOWN_ORIGINS]]
+        shown = ", ".join(_shown(uri) for uri in expected) + (", ..." if len(self.origins) > _SHOWN_ORIGINS else "")
+        which = "the target URI" if len(expected) == 1 else "one of the target URIs"
+        detail = f"The aud claim must be {which} {shown} or an accepted alias."
+        return Reject("wpt-audience", detail, f"expected_aud={_shown(expected[0])} received_aud={_shown(aud)}")
 
     def _bound_tokens(self, claims: Mapping[str, Any], found: Found, access_token: bytes | None) -> frozenset[str]:
         """ath, tth and oth: each required when its token is on the request, refused when not."""
