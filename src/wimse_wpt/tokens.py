@@ -235,7 +235,9 @@ def _public_key(kty: str, crv: object, jwk: Mapping[str, Any]) -> Any:
         n, e = int.from_bytes(_member(jwk, "n"), "big"), int.from_bytes(_member(jwk, "e"), "big")
         if n.bit_length() < MIN_RSA_BITS:
             raise TokenError(f"RSA keys must have at least {MIN_RSA_BITS} bits")
-        if e < 3 or e % 2 == 0:
+        # A huge e would make every verify a full-size modexp: real keys use 65537 (RFC 8017 allows
+        # any odd e, but nothing past 32 bits is in use; refusing it bounds our work per request).
+        if e < 3 or e % 2 == 0 or e.bit_length() > 32:
             raise TokenError("RSA public exponent is invalid")
         return rsa.RSAPublicNumbers(e, n).public_key()
     size = _COORDINATE_BYTES.get(crv) if isinstance(crv, str) else None

@@ -297,9 +297,13 @@ class Verifier:
                 raise self._replay_refusal(exc) from None
             if not first:
                 raise Reject("wpt-replayed", "This proof (workload and jti) was already used.")
-            # A replay store that awaits may have waited too: the proof must still be valid now.
-            if self._record_sync is None and self._clock() >= exp + self.leeway:
-                raise expired("wpt")
+            # A replay store that awaits may have waited too: both tokens must still be valid now.
+            if self._record_sync is None:
+                now = self._clock()
+                if now >= wit.exp + self.leeway:
+                    raise expired("wit")
+                if now >= exp + self.leeway:
+                    raise expired("wpt")
         except Reject as reject:
             raise VerificationError(self._problem(reject), wit.identifier if wit else None) from None
         return _workload(wit.identifier, wit.trust_domain, wit.claims, MappingProxyType(claims), bound)
