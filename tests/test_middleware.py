@@ -277,6 +277,9 @@ def test_one_log_line_per_rejection_without_tokens(service: Service, caplog: pyt
     lines = [r.getMessage() for r in caplog.records if r.name == "wimse_wpt"]
     assert len(lines) == 1
     assert "code=wpt-audience" in lines[0] and f"workload={IDENTIFIER}" in lines[0]
+    # What to fix, for the operator: the audience expected here and the one the proof named.
+    assert f"expected_aud='{service.origin}/path'" in lines[0]
+    assert "received_aud='https://elsewhere.example/x'" in lines[0]
     assert service.wit not in lines[0] and proof not in lines[0]
     for part in service.wit.split(".") + proof.split("."):
         assert part not in caplog.text

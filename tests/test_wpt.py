@@ -718,3 +718,17 @@ async def test_an_oversized_field_is_refused_for_its_size_before_it_is_read(worl
     # A comma at the end of an attacker-sized value: refused as too large, never scanned for it.
     headers = [(n, b"a" * 9000 + b",b" if n == field.encode() else v) for n, v in world.headers()]
     assert (await world.reject(headers)).code == ("wit" if field.startswith("workload-identity") else "wpt") + "-too-large"
+
+
+async def test_a_wall_clock_stepped_back_cannot_outlive_a_replay_entry() -> None:
+    """The TTL is computed on the verifier's clock, so the default cache keeps time on it too:
+    on another clock (it was monotonic) an entry could expire while the proof, read on a wall
+    clock stepped back, was still accepted (attack review h12)."""
+    import time as real_time
+
+    world = World()
+    proof = world.wpt(lifetime=1)
+    await world.verify(world.headers(proof))
+    world.now = NOW - 30  # NTP steps the wall clock back 30 s
+    real_time.sleep(1.2)  # and more than the entry's TTL passes for real
+    assert (await world.reject(world.headers(proof))).code == "wpt-replayed"

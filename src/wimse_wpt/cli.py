@@ -324,7 +324,7 @@ def inspect_request(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     try:
         verifier = Verifier(
             anchors, origins, profile=profile,  # type: ignore[arg-type]
-            replay_cache=MemoryReplayCache(), oth_headers=args.oth_header, audiences=args.audience,
+            replay_cache=MemoryReplayCache(timer=lambda: at), oth_headers=args.oth_header, audiences=args.audience,
             leeway=args.leeway, max_wpt_lifetime=args.max_wpt_lifetime, max_wit_lifetime=args.max_wit_lifetime,
             clock=lambda: at,
         )

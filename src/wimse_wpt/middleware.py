@@ -156,13 +156,15 @@ def log_rejection(
         path = route_path(scope.get("path", ""), scope.get("root_path", "")) or "/"
     logger.log(
         logging.WARNING if problem.kind is Kind.UNAVAILABLE else logging.INFO,
-        "wpt %s code=%s status=%d workload=%s method=%s path=%r",
+        "wpt %s code=%s status=%d workload=%s method=%s path=%r%s",
         "reported" if event is not None and event.outcome == "reported" else "rejected",
         problem.code,
         problem.status,
         identifier or "-",
         scope.get("method", "WEBSOCKET"),
         path[:200],
+        # What helps fix it (wpt-audience: the expected and received aud), truncated and escaped.
+        " " + problem.log_context if problem.log_context else "",
         extra=log_extra(event) if event is not None else None,
     )
 

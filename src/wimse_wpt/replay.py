@@ -138,7 +138,7 @@ class MemoryReplayCache:
         maxsize: int = 100_000,
         *,
         max_per_workload: int | None = None,
-        timer: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(maxsize, int) or maxsize < 1:
             raise ValueError("maxsize must be a positive integer")

@@ -182,7 +182,9 @@ class Verifier:
         self.max_wpt_lifetime = float(max_wpt_lifetime)
         self.max_wit_lifetime = float(max_wit_lifetime)
         self.max_token_bytes = max_token_bytes
-        self.replay_cache = replay_cache if replay_cache is not None else MemoryReplayCache()
+        # The default cache keeps time on the verifier's own clock: the TTL is computed on it, so a
+        # wall clock stepped back cannot outlive the entry while the proof is still accepted.
+        self.replay_cache = replay_cache if replay_cache is not None else MemoryReplayCache(timer=clock)
         self._clock = clock
         self._wits = WITValidator(
             self.anchors,
