@@ -529,3 +529,27 @@ async def test_the_verifier_answers_429_for_the_sender_over_its_redis_share() ->
         assert (problem.code, problem.status) == ("replay-quota-exceeded", 429)
         assert await outcome(world, first) == "wpt-replayed"
         await cache.aclose()
+
+
+async def test_prometheus_exports_what_the_store_detected() -> None:
+    """Issue 16: the detected condition and the refusals it causes, as metrics."""
+    prometheus_client = pytest.importorskip("prometheus_client", reason="the prometheus extra is not installed")
+    from wimse_wpt import PrometheusObserver
+
+    registry = prometheus_client.CollectorRegistry()
+    clock = Clock()
+    with own_redis_server() as server:
+        cache = RedisReplayCache(server.url, prefix="t:", max_ttl=60, timer=clock)
+        PrometheusObserver(registry, replay_store=cache)
+        world = World(replay_cache=cache)
+        proof = world.headers()
+        assert await outcome(world, proof) == "accepted"
+        assert registry.get_sample_value("wimse_wpt_replay_store_unsafe") == 0
+        client = server.client()
+        client.delete(*client.keys("t:*"))  # another client removes the store's keys
+        clock.now += 1.0
+        assert await outcome(world, proof) == "replay-store-unsafe"
+        assert registry.get_sample_value("wimse_wpt_replay_store_unsafe") == 1
+        assert registry.get_sample_value("wimse_wpt_replay_store_losses_total", {"cause": "flush"}) == 1
+        assert registry.get_sample_value("wimse_wpt_replay_store_unsafe_refusals_total") == 1
+        await cache.aclose()

@@ -156,9 +156,22 @@ class PrometheusObserver:
     The health gauges follow events (an accepted request proves the replay store answered;
     ``replay-store-unavailable`` that it did not) and every :class:`~wimse_wpt.health.Readiness`
     run given this observer.
+
+    With ``replay_store=`` a store that keeps ``stats`` (:class:`~wimse_wpt.replay.RedisReplayCache`),
+    its own view is exported at each scrape: ``<ns>_replay_store_unsafe`` (1 while it fails closed
+    because it may have forgotten entries), ``<ns>_replay_store_losses_total{cause}`` (each detected
+    way of forgetting: eviction, restart, flush, clock-jump), ``<ns>_replay_store_evicted_keys_total``,
+    ``<ns>_replay_store_unsafe_refusals_total`` and ``<ns>_replay_quota_refusals_total``.
     """
 
-    def __init__(self, registry: Any = None, *, namespace: str = "wimse_wpt", buckets: Iterable[float] = DEFAULT_BUCKETS):
+    def __init__(
+        self,
+        registry: Any = None,
+        *,
+        namespace: str = "wimse_wpt",
+        buckets: Iterable[float] = DEFAULT_BUCKETS,
+        replay_store: Any = None,
+    ):
         try:
             import prometheus_client
         except ImportError as exc:
@@ -180,6 +193,11 @@ class PrometheusObserver:
         self.keys_up = prometheus_client.Gauge(
             "trust_domain_keys_up", "1 when the trust domain's keys are available, 0 when not", ["trust_domain"], **options
         )
+        if replay_store is not None:
+            if not hasattr(replay_store, "stats"):
+                raise ValueError("replay_store must keep stats (a RedisReplayCache)")
+            target = registry if registry is not None else prometheus_client.REGISTRY
+            target.register(_ReplayStoreCollector(replay_store, namespace))
         # Children resolved once per label set: a dict lookup per event afterwards.
         self._counters: dict[tuple[str, str], Any] = {}
         self._histograms: dict[str, Any] = {}
@@ -210,6 +228,36 @@ class PrometheusObserver:
             self.replay_store_up.set(1 if store["ok"] else 0)
         for domain, state in report.get("trust_domains", {}).items():
             self.keys_up.labels(domain).set(1 if state.get("ok") else 0)
+
+
+class _ReplayStoreCollector:
+    """The replay store's own counters, read at scrape time (nothing per request)."""
+
+    def __init__(self, store: Any, namespace: str) -> None:
+        self._store = store
+        self._ns = namespace
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats, ns = self._store.stats, self._ns
+        yield GaugeMetricFamily(
+            f"{ns}_replay_store_unsafe", "1 while the replay store fails closed: it may have forgotten entries",
+            value=1 if stats.unsafe_reason else 0,
+        )
+        losses = CounterMetricFamily(
+            f"{ns}_replay_store_losses", "Detected ways the replay store may have forgotten entries", labels=["cause"]
+        )
+        for cause, count in sorted(stats.losses.items()):
+            losses.add_metric([cause], count)
+        yield losses
+        yield CounterMetricFamily(f"{ns}_replay_store_evicted_keys", "Keys Redis evicted while watched", value=stats.evicted_keys)
+        yield CounterMetricFamily(
+            f"{ns}_replay_store_unsafe_refusals", "Checks refused while the store was unsafe", value=stats.unsafe_refusals
+        )
+        yield CounterMetricFamily(
+            f"{ns}_replay_quota_refusals", "Checks refused: the sender was over its share", value=stats.quota_refusals
+        )
 
 
 # --- OpenTelemetry -------------------------------------------------------------------------
