@@ -26,6 +26,8 @@ sys.path.insert(0, str(HERE))
 import micro  # noqa: E402
 
 E2E_SECTIONS = ("e2e", "e2e_standard")
+#: What wait_replicas costs (bench/fleet.py: its own master and replica on loopback).
+FLEET_SECTION = "redis_wait"
 # (key, figure): (comparison, limit); issue 9's targets.
 TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("steady_Ed25519", "ratio"): ("<=", 0.75),
@@ -88,7 +90,7 @@ def verdict(key: str, figure: str, value: float) -> str:
 def main() -> None:
     only_env = os.environ.get("BENCH_ONLY", "")
     wanted = {name.strip() for name in only_env.split(",") if name.strip()}
-    known = set(micro.SECTIONS) | set(E2E_SECTIONS)
+    known = set(micro.SECTIONS) | set(E2E_SECTIONS) | {FLEET_SECTION}
     if wanted - known:
         raise SystemExit(f"BENCH_ONLY: unknown sections {sorted(wanted - known)}; known: {sorted(known)}")
     sections = frozenset(wanted or known)
@@ -106,6 +108,10 @@ def main() -> None:
         import e2e
 
         measured.update(e2e.run(setups))
+    if FLEET_SECTION in sections:
+        import fleet
+
+        measured[FLEET_SECTION] = fleet.run()
     results.update(measured)
     if wanted:
         results["partial_run"] = sorted(measured)
@@ -194,6 +200,10 @@ def table(results: dict[str, Any]) -> str:
         before = results.get("previous_machine", {})
         lines += ["", f"partial run: re-measured {', '.join(results['partial_run'])}; other figures are from an earlier run "
                   f"({before.get('cpu', '?')}, {before.get('date', '?')})"]
+    if FLEET_SECTION in results:
+        import fleet
+
+        lines += ["", fleet.table(results[FLEET_SECTION])]
     return "\n".join(lines)
 
 
