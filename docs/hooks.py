@@ -67,7 +67,38 @@ def public_names() -> list[str]:
     raise ValueError("src/wimse_wpt/__init__.py has no __all__")
 
 
-def on_page_markdown(markdown: str, **_: Any) -> str:
+def _slug(heading: str) -> str:
+    """The anchor MkDocs' toc gives a heading (lowercase, punctuation dropped, spaces to '-')."""
+    text = re.sub(r"[^\w\s-]", "", heading.strip().lower())
+    return re.sub(r"[\s]+", "-", text).strip("-")
+
+
+def _anchor_pages() -> dict[str, str]:
+    """Each README heading's anchor -> the docs page that includes it (README links like
+    ``[Path policy](#path-policy)`` then point at the right page)."""
+    readme = _lines_outside_code((ROOT / "README.md").read_text())
+    pages: dict[str, str] = {}
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for kind, heading in re.findall(r"^<!-- (readme|readme-only): (.+?) -->$", page.read_text(), re.M):
+            level = len(heading.split(" ", 1)[0])
+            inside = False
+            for line, is_heading in readme:
+                if not is_heading:
+                    continue
+                line_level = len(line.split(" ", 1)[0])
+                if line.strip() == heading:
+                    inside = True
+                    # The included heading itself is not on the page (its body is): the page.
+                    pages.setdefault(_slug(line.split(" ", 1)[1]), page.name)
+                    continue
+                if inside and (line_level <= level or kind == "readme-only"):
+                    inside = False
+                if inside:
+                    pages.setdefault(_slug(line.split(" ", 1)[1]), f"{page.name}#{_slug(line.split(' ', 1)[1])}")
+    return pages
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     def expand(match: re.Match[str]) -> str:
         kind, argument = match.group(1), match.group(2)
         if kind == "readme":
@@ -82,6 +113,18 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
         return text.split("\n", 1)[1] if text.startswith("# ") else text  # the page has its own title
 
     expanded = DIRECTIVE.sub(expand, markdown)
+    here = kwargs["page"].file.src_uri if "page" in kwargs else ""
+    anchors = _anchor_pages()
+
+    def relink(match: re.Match[str]) -> str:
+        target = anchors.get(match.group(1))
+        if target is None or target.partition("#")[0] == here:
+            return match.group(0)
+        return f"]({target})"
+
+    expanded = re.sub(r"\]\(#([a-z0-9-]+)\)", relink, expanded)
+    # The README's repository links that have a page here.
+    expanded = expanded.replace("](SECURITY.md)", "](security.md#reporting-a-vulnerability)")
     leftover = re.search(r"^<!-- (readme|include|api-reference).*$", expanded, re.M)
     if leftover:  # a mistyped directive would otherwise vanish as an HTML comment
         raise ValueError(f"unrecognised include directive: {leftover.group(0)}")

@@ -311,3 +311,21 @@ def test_json_objects_decode_as_the_strict_decoder_says(raw: bytes) -> None:
             decode_json_object(raw)
     else:
         assert decode_json_object(raw) == expected
+
+
+def test_json_nesting_is_bounded_explicitly_whatever_the_interpreter() -> None:
+    """Python 3.11's C decoder stopped near the recursion limit; 3.13's went thousands deeper and
+    a 2,500-deep claim was accepted there: the bound is ours now, the same on every Python."""
+    from wimse_wpt.tokens import MAX_JSON_DEPTH, TokenError, decode_json_object
+
+    def nested(depth: int) -> bytes:  # the object counts as one level
+        return b'{"d":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+    assert decode_json_object(nested(MAX_JSON_DEPTH))["d"] is not None
+    with pytest.raises(TokenError):
+        decode_json_object(nested(MAX_JSON_DEPTH + 1))
+    with pytest.raises(TokenError):
+        decode_json_object(nested(2500))
+    # Brackets inside strings are not nesting, escaped quotes included.
+    text = b'{"s":"' + b'[\\"{' * 400 + b'"}'
+    assert decode_json_object(text)["s"].startswith('["{')

@@ -350,8 +350,44 @@ _JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_r
 _SCAN = _JSON.scan_once  # type: ignore[attr-defined]
 
 
+#: Deepest JSON nesting accepted in a token. Explicit, so the verdict does not depend on the
+#: interpreter (3.11's C decoder stops near the recursion limit; 3.13's goes far deeper).
+MAX_JSON_DEPTH: Final = 256
+
+
+def _json_depth(text: str) -> int:
+    """How deep ``text`` nests arrays and objects (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def decode_json_object(raw: bytes) -> dict[str, Any]:
     """Strict JSON object from UTF-8 bytes: unique member names, no NaN, bounded nesting."""
+    # Only a value with that many brackets can nest that deep: two C-speed counts, and the
+    # exact (slower) walk only then, over at most max_token_bytes.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+        try:
+            too_deep = _json_depth(raw.decode("utf-8")) > MAX_JSON_DEPTH
+        except ValueError:
+            too_deep = True
+        if too_deep:
+            raise TokenError("not a JSON object (nested too deep)")
     try:
         text = raw.decode("utf-8")
         try:
