@@ -426,8 +426,8 @@ def b64url_decode(part: bytes) -> bytes:
         raise TokenError("not strict base64url") from None
 
 
-def parse_compact(token: bytes, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Compact:
-    """Split and decode one compact JWS; the payload stays bytes (see ``decode_json_object``)."""
+def _split_header_first(token: bytes, max_bytes: int) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+    """The decoded protected header and the three raw parts of one compact JWS."""
     if len(token) > max_bytes:
         raise TokenError("token too large")
     parts = token.split(b".")
@@ -436,27 +436,25 @@ def parse_compact(token: bytes, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Com
     header_b64, payload_b64, signature_b64 = parts
     if not header_b64 or not payload_b64 or not signature_b64:
         raise TokenError("empty JWS part")
-    header = decode_json_object(b64url_decode(header_b64))
-    return Compact(
-        header, b64url_decode(payload_b64), header_b64 + b"." + payload_b64, b64url_decode(signature_b64)
-    )
+    return decode_json_object(b64url_decode(header_b64)), header_b64, payload_b64, signature_b64
+
+
+def _compact(header: dict[str, Any], header_b64: bytes, payload_b64: bytes, signature_b64: bytes) -> Compact:
+    return Compact(header, b64url_decode(payload_b64), header_b64 + b"." + payload_b64, b64url_decode(signature_b64))
+
+
+def parse_compact(token: bytes, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Compact:
+    """Split and decode one compact JWS; the payload stays bytes (see ``decode_json_object``)."""
+    return _compact(*_split_header_first(token, max_bytes))
 
 
 def parse_checked(token: bytes, max_bytes: int, media_type: str) -> tuple[str, Compact]:
     """``alg`` and the parts of one compact JWS whose protected header passes
     :func:`check_header`; the header is checked before the payload and signature are decoded,
     so that a token refused for its header costs no more decoding."""
-    if len(token) > max_bytes:
-        raise TokenError("token too large")
-    parts = token.split(b".")
-    if len(parts) != 3:
-        raise TokenError("not a compact JWS (three base64url parts)")
-    header_b64, payload_b64, signature_b64 = parts
-    if not header_b64 or not payload_b64 or not signature_b64:
-        raise TokenError("empty JWS part")
-    header = decode_json_object(b64url_decode(header_b64))
+    header, header_b64, payload_b64, signature_b64 = _split_header_first(token, max_bytes)
     alg = check_header(header, media_type)
-    return alg, Compact(header, b64url_decode(payload_b64), header_b64 + b"." + payload_b64, b64url_decode(signature_b64))
+    return alg, _compact(header, header_b64, payload_b64, signature_b64)
 
 
 def check_header(header: Mapping[str, Any], media_type: str) -> str:
