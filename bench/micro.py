@@ -324,9 +324,8 @@ class _Full(Exception):
     pass
 
 
-def _tlru_value_ttl(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
-    """TLRUCache storing the TTL as the value; ttu adds it to now (MemoryReplayCache today)."""
-    entries: TLRUCache[bytes, float] = TLRUCache(maxsize=maxsize, ttu=lambda _k, ttl, now: now + ttl, timer=timer)
+def _checker(entries: Any, maxsize: int, value: Callable[[float], Any]) -> Callable[[bytes, float], bool]:
+    """The check-and-record every cachetools variant shares; only what it stores differs."""
 
     def check(key: bytes, ttl: float) -> bool:
         if key in entries:
@@ -335,27 +334,22 @@ def _tlru_value_ttl(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes
             entries.expire()
             if len(entries) >= maxsize:
                 raise _Full
-        entries[key] = ttl
+        entries[key] = value(ttl)
         return True
 
     return check
+
+
+def _tlru_value_ttl(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
+    """TLRUCache storing the TTL as the value; ttu adds it to now."""
+    entries: TLRUCache[bytes, float] = TLRUCache(maxsize=maxsize, ttu=lambda _k, ttl, now: now + ttl, timer=timer)
+    return _checker(entries, maxsize, lambda ttl: ttl)
 
 
 def _tlru_value_expiry(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
     """TLRUCache storing the absolute expiry as the value, ttu returning it: one float an entry."""
     entries: TLRUCache[bytes, float] = TLRUCache(maxsize=maxsize, ttu=lambda _k, expires, _now: expires, timer=timer)
-
-    def check(key: bytes, ttl: float) -> bool:
-        if key in entries:
-            return False
-        if len(entries) >= maxsize:
-            entries.expire()
-            if len(entries) >= maxsize:
-                raise _Full
-        entries[key] = timer() + ttl
-        return True
-
-    return check
+    return _checker(entries, maxsize, lambda ttl: timer() + ttl)
 
 
 def _ttl_fixed(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
@@ -364,19 +358,11 @@ def _ttl_fixed(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, flo
     longest = 330.0
     entries: TTLCache[bytes, None] = TTLCache(maxsize=maxsize, ttl=longest, timer=timer)
 
-    def check(key: bytes, ttl: float) -> bool:
+    def value(ttl: float) -> None:
         if ttl > longest:
             raise ValueError("ttl above the fixed bound")
-        if key in entries:
-            return False
-        if len(entries) >= maxsize:
-            entries.expire()
-            if len(entries) >= maxsize:
-                raise _Full
-        entries[key] = None
-        return True
 
-    return check
+    return _checker(entries, maxsize, value)
 
 
 def _memory_replay_cache(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
