@@ -147,6 +147,8 @@ MUTANTS: list[Mutant] = [
       "if values:"),
     M("json-trailing-data-accepted", "tokens.py", "if end != len(text):", "if end == -1:",
       VERIFIER_TESTS + ("tests/test_tokens.py",)),
+    M("json-depth-unbounded", "tokens.py", "            too_deep = _json_depth(raw.decode(\"utf-8\")) > MAX_JSON_DEPTH",
+      "            too_deep = False", VERIFIER_TESTS + ("tests/test_tokens.py",)),
     M("json-object-type-unchecked", "tokens.py", "if type(value) is not dict:", "if False:",
       VERIFIER_TESTS + ("tests/test_tokens.py",)),
     M("ecdsa-prehash-wrong", "tokens.py", "digest(message).digest(), algorithm)", "digest(message[:-1]).digest(), algorithm)",
