@@ -28,6 +28,7 @@ from cachetools import TLRUCache, TTLCache
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from fastapi import FastAPI, Request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,6 +44,8 @@ from wimse_wpt import (  # noqa: E402
     mint_wpt,
     tokens,  # noqa: E402
 )
+from wimse_wpt.fastapi import Workload, workload_of  # noqa: E402  (module level: FastAPI reads the annotations)
+from wimse_wpt.middleware import SCOPE_KEY, Judged  # noqa: E402
 from wimse_wpt.replay import replay_key  # noqa: E402
 
 ORIGIN = "https://workload.example.com"
@@ -442,7 +445,59 @@ def replay_alternatives() -> dict[str, Any]:
     return out
 
 
-SECTIONS = ("ed25519", "steady", "cold", "naive", "reject", "replay", "replay_alternatives", "replay_redis")
+def fastapi_dependency() -> dict[str, float]:
+    """What FastAPI's resolution of the ``Workload`` dependency costs per request, against the
+    same endpoint reading the workload with ``workload_of(request)``: in process, through the
+    whole FastAPI app, the scope carrying a verified workload as the middleware leaves it."""
+    scene = Scene("Ed25519")
+    verifier = scene.verifier()
+    found = scene.loop.run_until_complete(verifier.verify(headers_for(scene.wit, scene.proofs(1)[0]), path="/path"))
+    by_dependency, by_call = FastAPI(), FastAPI()
+
+    @by_dependency.post("/path")
+    async def dependency(workload: Workload) -> dict[str, str]:
+        return {"workload": workload.identifier}
+
+    @by_call.post("/path")
+    async def call(request: Request) -> dict[str, str]:
+        return {"workload": workload_of(request).identifier}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    def side(app: Any) -> Callable[[int], Callable[[], None]]:
+        def prepare(_: int) -> Callable[[], None]:
+            scopes = [
+                {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/path", "raw_path": b"/path", "query_string": b"", "root_path": "",
+                 "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
+                 "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"), (b"content-length", b"2")],
+                 "state": {"workload": found}, SCOPE_KEY: Judged(verifier.profile)}
+                for _ in range(BATCH)
+            ]
+
+            async def serve_all() -> None:
+                for scope in scopes:
+                    await app(scope, receive, send)
+
+            return lambda: scene.loop.run_until_complete(serve_all())
+
+        return prepare
+
+    result = side_by_side(side(by_dependency), side(by_call))
+    if set(statuses) != {200}:
+        raise RuntimeError(f"the FastAPI endpoints answered {sorted(set(statuses))}")
+    return {"dependency_us": result["us"], "workload_of_us": result["baseline_us"], "ratio": result["ratio"],
+            "added_us": round(result["us"] - result["baseline_us"], 1)}
+
+
+SECTIONS = ("ed25519", "steady", "cold", "naive", "reject", "replay", "replay_alternatives", "replay_redis", "fastapi")
 
 
 def run_all(redis_url: str | None, only: frozenset[str] = frozenset(SECTIONS)) -> dict[str, Any]:
@@ -462,6 +517,8 @@ def run_all(redis_url: str | None, only: frozenset[str] = frozenset(SECTIONS)) -
         results["replay_memory"] = replay_memory()
     if "replay_alternatives" in only:
         results["replay_alternatives"] = replay_alternatives()
+    if "fastapi" in only:
+        results["fastapi_dependency"] = fastapi_dependency()
     if redis_url and "replay_redis" in only:
         results["replay_redis"] = replay_redis(redis_url)
     return results

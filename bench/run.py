@@ -3,7 +3,7 @@
 Options (environment variables, also as `make bench BENCH_QUICK=1`):
   BENCH_QUICK=1        fewer, shorter repeats: a smoke run, figures only indicative
   BENCH_ONLY=a,b       only these sections: ed25519, steady, cold, naive, reject, replay,
-                       replay_alternatives, replay_redis, e2e, e2e_standard (keys of an
+                       replay_alternatives, replay_redis, fastapi, e2e, e2e_standard, redis_wait (keys of an
                        earlier results.json that were not re-measured are kept as they were)
   BENCH_E2E=0          skip both end-to-end set-ups (they install wrk from Debian when missing)
   BENCH_E2E_SECONDS, BENCH_E2E_ROUNDS   length of each wrk run, and rounds per set-up
@@ -161,6 +161,10 @@ def table(results: dict[str, Any]) -> str:
     if "replay_redis" in results:
         r = results["replay_redis"]
         lines.append(_row(["Redis replay check vs in-memory", r["redis_us"], r["memory_us"], f"{r['ratio']}x", ""]))
+    if "fastapi_dependency" in results:
+        r = results["fastapi_dependency"]
+        lines.append(_row([f"FastAPI request with a `Workload` dependency vs `workload_of(request)` (+{r['added_us']} us)",
+                           r["dependency_us"], r["workload_of_us"], f"{r['ratio']}x", ""]))
     if "replay_alternatives" in results:
         lines += [
             "",

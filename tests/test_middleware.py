@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 from websockets.exceptions import InvalidStatus
 
 from wimse_wpt import DevIssuer, SigningKey, StaticKeys, TrustAnchors, Verifier, WPTAuth, mint_wpt
-from wimse_wpt.fastapi import Workload, install, problem_handler, require_workload
+from wimse_wpt.fastapi import Workload, install, problem_handler, require_workload, workload_of
 from wimse_wpt.middleware import RouteRule, WPTMiddleware, verified_workload
 from wimse_wpt.problems import VerificationError
 
@@ -319,6 +319,10 @@ def fastapi_service(profile: str, installed: bool = True) -> tuple[Any, Verifier
     async def open_route(workload: Workload) -> dict[str, str]:
         return {"workload": workload.identifier}
 
+    @app.get("/open-direct")  # the same, read with workload_of() instead of the dependency
+    async def open_direct(request: Request) -> dict[str, str]:
+        return {"workload": workload_of(request).identifier}
+
     @app.get("/ops", dependencies=[Depends(require_workload("wimse://example.com/ops/*"))])
     async def ops() -> dict[str, bool]:
         return {"ok": True}
@@ -332,7 +336,7 @@ def fastapi_service(profile: str, installed: bool = True) -> tuple[Any, Verifier
         return {"ok": True}
 
     if installed:
-        install(app, verifier, exclude=["/open"], routes=[RouteRule("/ruled", allow=["wimse://example.com/ops/*"])])
+        install(app, verifier, exclude=["/open", "/open-direct"], routes=[RouteRule("/ruled", allow=["wimse://example.com/ops/*"])])
     app.state.port = port
     return app, verifier, issuer
 
@@ -352,10 +356,14 @@ def test_fastapi_dependencies_refuse_exactly_as_the_middleware(profile: str) -> 
     with serve(app, port=app.state.port) as origin, httpx.Client(base_url=origin) as client:
         by_middleware = client.get("/protected")
         by_dependency = client.get("/open")
+        by_workload_of = client.get("/open-direct")
         forbidden_by_middleware = client.get("/ruled", auth=outsider)
         forbidden_by_dependency = client.get("/ops", auth=outsider)
     expected_status = 401 if profile == "wpt-02" else 400
     assert rendered(by_dependency) == rendered(by_middleware)
+    # workload_of() refuses byte for byte as the dependency does.
+    assert rendered(by_workload_of) == rendered(by_dependency)
+    assert by_workload_of.content == by_dependency.content
     assert by_dependency.status_code == expected_status
     assert by_dependency.json()["code"] == "wit-missing"
     assert by_dependency.headers.get("www-authenticate") == ("WPT" if profile == "wpt-02" else None)
@@ -373,9 +381,11 @@ def test_a_dependency_without_the_middleware_fails_closed(caplog: pytest.LogCapt
     caplog.set_level(logging.INFO, logger="wimse_wpt")
     with serve(app, port=app.state.port) as origin:
         response = httpx.get(origin + "/open")
+        direct = httpx.get(origin + "/open-direct")
     assert_problem(response, 500, "internal-error")
+    assert_problem(direct, 500, "internal-error")
     lines = [r for r in caplog.records if r.name == "wimse_wpt" and r.levelno >= logging.ERROR]
-    assert len(lines) == 1 and "without WPTMiddleware" in lines[0].getMessage()
+    assert len(lines) == 2 and all("without WPTMiddleware" in line.getMessage() for line in lines)
 
 
 # --- unexpected exceptions never reach the server (issue 13 defect 9) ------------------------

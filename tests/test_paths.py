@@ -340,6 +340,31 @@ async def test_no_exclusion_applies_to_a_dot_segment_whatever_the_policy() -> No
     assert not guarded.middleware._excluded("/static/pub/..;/secret/x")
 
 
+async def test_a_remembered_routing_decision_is_that_of_its_own_path_raw_path_and_root() -> None:
+    # Routing decisions are remembered per (path, raw_path, root_path): the same path under
+    # another root_path is another route, whichever was seen first.
+    guarded = Guarded()
+    under_root = {"root_path": "/static", "server_prefixes_root": False}  # route "/pub/x": not excluded
+    for _ in range(2):  # the second pass is answered from what the first remembered
+        assert await guarded.request("/static/pub/x", **under_root) == (400, "wit-missing")
+        assert await guarded.request("/static/pub/x") == (200, "served")
+        assert await guarded.request("/static/secret/x", OTHER) == (403, "workload-forbidden")
+        assert await guarded.request("/static/secret/x", OPS) == (200, "served")
+        assert await guarded.request("/static/pub/../secret/x") == (400, "path-ambiguous")  # never remembered
+    assert len(guarded.middleware._routes) == 3
+
+
+async def test_remembered_routing_decisions_are_bounded() -> None:
+    # Paths are the client's choice: what is remembered is bounded in count and in key size.
+    guarded = Guarded()
+    for i in range(3000):
+        assert await guarded.request(f"/static/pub/{i}") == (200, "served")
+    assert 0 < len(guarded.middleware._routes) <= 1024
+    guarded.middleware._routes.clear()
+    assert await guarded.request("/static/pub/" + "x" * 600) == (200, "served")
+    assert not guarded.middleware._routes
+
+
 # --- property: the decision is the decision for what StaticFiles would serve ----------------
 
 PIECES = ["pub", "secret", "x", "a", ".", "..", "", "...", "%2e", "%2E", "%2e%2e", ".%2e", "%2E.", "%2f", "%2F",

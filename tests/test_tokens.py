@@ -329,3 +329,23 @@ def test_json_nesting_is_bounded_explicitly_whatever_the_interpreter() -> None:
     # Brackets inside strings are not nesting, escaped quotes included.
     text = b'{"s":"' + b'[\\"{' * 400 + b'"}'
     assert decode_json_object(text)["s"].startswith('["{')
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_the_der_layout_of_r_and_s_is_encode_dss_signatures(size: int) -> None:
+    # tokens lays out the DER of r || s itself for P-256 and P-384; cryptography's encoder is the
+    # reference, over random values and the edges: zeros, leading zero bytes, high bits set.
+    import random
+
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from wimse_wpt.tokens import _der_signature
+
+    rng = random.Random(20261129)
+    edges = [bytes(size), b"\x00" * (size - 1) + b"\x01", b"\xff" * size, b"\x80" + bytes(size - 1),
+             b"\x00\x80" + bytes(size - 2), b"\x00\x7f" + b"\xff" * (size - 2), b"\x7f" + b"\xff" * (size - 1)]
+    halves = edges + [bytes(rng.getrandbits(8) if rng.random() > 0.3 else 0 for _ in range(size)) for _ in range(400)]
+    for r in halves:
+        for s in rng.sample(halves, 12) + edges:
+            expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+            assert _der_signature(r + s, size) == expected, (r + s).hex()

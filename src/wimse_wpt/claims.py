@@ -97,17 +97,20 @@ class HeaderVerdicts:
     def split(self, token: bytes, max_bytes: int) -> tuple[str, Mapping[str, Any], bytes, bytes, bytes]:
         """alg, protected header, payload, signing input and signature of one compact JWS
         whose header passes its checks; the header is judged before anything else is decoded."""
-        header_b64, _, rest = token.partition(b".")
-        payload_b64, dot, signature_b64 = rest.partition(b".")
-        if not (dot and header_b64 and payload_b64 and signature_b64) or b"." in signature_b64 or len(token) > max_bytes:
+        # The size first, then at most four parts: no work grows with an attacker's dots.
+        parts = token.split(b".", 3) if len(token) <= max_bytes else ()
+        if len(parts) != 3 or not (parts[0] and parts[1] and parts[2]):
             try:  # not three non-empty parts, or too large: the full parse names the fault
                 parse_checked(token, max_bytes, self.media_type)
             except TokenError as exc:
                 raise header_reject(self.which, exc) from None
             raise AssertionError("parse_checked accepted a token split refused")  # pragma: no cover
-        alg, header = self.judge(header_b64)
+        header_b64, payload_b64, signature_b64 = parts
+        verdict = self._verdicts.get(header_b64)  # judge()'s hit, without its call
+        if verdict is None or type(verdict[1]) is str:
+            verdict = self.judge(header_b64)
         try:
             payload, signature = b64url_decode(payload_b64), b64url_decode(signature_b64)
         except TokenError as exc:
             raise header_reject(self.which, exc) from None
-        return alg, header, payload, token[: len(header_b64) + 1 + len(payload_b64)], signature
+        return verdict[0], verdict[1], payload, token[: len(header_b64) + 1 + len(payload_b64)], signature  # type: ignore[return-value]

@@ -29,11 +29,11 @@ def collect(headers: Iterable[Header], wanted: frozenset[bytes]) -> Found:
     """The wanted fields by lowercase name, each with every value received, in order."""
     found: Found = {}
     for name, value in headers:
-        if isinstance(name, str):
+        if type(name) is not bytes and isinstance(name, str):  # str pairs, not ASGI's bytes
             name = name.encode("latin-1", "replace")
         name = name.lower()
         if name in wanted:
-            if isinstance(value, str):
+            if type(value) is not bytes and isinstance(value, str):
                 try:
                     value = value.encode("latin-1")
                 except UnicodeEncodeError:

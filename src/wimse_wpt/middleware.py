@@ -30,7 +30,7 @@ from .coexistence import BEARER_SCOPES, BearerCoexistence, BearerUser
 from .headers import parse_authorization
 from .identifiers import IdentifierPattern
 from .observability import Hook, Observers, VerificationEvent, log_extra
-from .paths import PathPattern, PathPolicy, canonical_path, has_dot_segment, route_path
+from .paths import PathPattern, PathPolicy, RequestPath, canonical_path, has_dot_segment, route_path
 from .problems import Kind, Problem, Profile, Reject, VerificationError
 from .settings import MODES, Mode
 from .verifier import AUTHORIZATION, WIT_HEADER, WPT_HEADER, VerifiedWorkload, Verifier
@@ -93,6 +93,9 @@ _STRICTNESS: Final = {"report-only": 0, "optional": 1, "enforce": 2}
 #: The route events name for requests judged before any rule could apply.
 AMBIGUOUS_ROUTE: Final = "(ambiguous path)"
 DEFAULT_ROUTE: Final = "*"
+#: Routing decisions remembered (paths up to this many bytes), and how many before a clear.
+_ROUTE_KEY_BYTES: Final = 512
+_ROUTES_KEPT: Final = 1024
 _WIMSE_HEADERS: Final = frozenset({WIT_HEADER, WPT_HEADER})
 
 
@@ -288,6 +291,7 @@ class WPTMiddleware:
         self._bearer_refused = Problem.of(
             "bearer-refused", "This caller may not authenticate with a bearer token here: send a WIT and a WPT.", profile
         )
+        self._routes: dict[tuple[str, bytes, str], tuple[RequestPath, bool, _Rule, Mode]] = {}
         strip = {WIT_HEADER, WPT_HEADER if profile == "wpt-01" else AUTHORIZATION}
         self._strip = frozenset(strip) if strip_credentials else frozenset()
 
@@ -298,7 +302,7 @@ class WPTMiddleware:
         # Without observers no clock is read and no event is built.
         started = _clock() if self._observed else 0.0
         try:
-            where = canonical_path(scope, self._paths)
+            where, excluded, rule, mode = self._route(scope)
         except Reject as reject:  # refused before any exclusion or rule could apply
             seen = route_path(scope.get("path", ""), scope.get("root_path", ""))
             problem = Problem.of(reject.code, reject.detail, self._judged.profile)
@@ -320,7 +324,7 @@ class WPTMiddleware:
             scope["path"], scope["raw_path"] = where.rewritten
         scope[SCOPE_KEY] = self._judged
         path = where.route
-        if self._excluded(path):
+        if excluded:
             if self._strip:
                 # Clients sign every request, excluded ones too: an open route (a public proxy,
                 # a handler that logs headers) must not be handed an unused proof to forward.
@@ -328,12 +332,6 @@ class WPTMiddleware:
             scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
             await self.app(scope, receive, send)
             return
-        rule = self._rule(path)
-        mode = rule.mode
-        if len(path) > 1 and path[-1] == "/":  # "/x/" is served as "/x": the stricter mode of both
-            twin = self._rule(path[:-1]).mode
-            if _STRICTNESS[twin] > _STRICTNESS[mode]:
-                mode = twin
         if self._sniff:
             bearer = self._bearer_or_nothing(scope["headers"])
             if bearer is not None:
@@ -453,6 +451,31 @@ class WPTMiddleware:
         scope["user"] = BearerUser(identifier)
         scope["auth"] = AuthCredentials(BEARER_SCOPES)
         await self.app(scope, receive, send)
+
+    def _route(self, scope: Scope) -> tuple[RequestPath, bool, _Rule, Mode]:
+        """The request's canonical path, whether it is excluded, its rule and its mode: a pure
+        function of the scope's path, raw_path and root_path, so remembered for short paths
+        (clients call the same few routes). Bounded: cleared when full. Raises ``Reject``."""
+        raw = scope.get("raw_path")
+        key = (scope["path"], raw, scope.get("root_path", "")) if type(raw) is bytes and len(raw) <= _ROUTE_KEY_BYTES else None
+        if key is not None:
+            known = self._routes.get(key)
+            if known is not None:
+                return known
+        where = canonical_path(scope, self._paths)
+        path = where.route
+        rule = self._rule(path)
+        mode = rule.mode
+        if len(path) > 1 and path[-1] == "/":  # "/x/" is served as "/x": the stricter mode of both
+            twin = self._rule(path[:-1]).mode
+            if _STRICTNESS[twin] > _STRICTNESS[mode]:
+                mode = twin
+        decided = (where, self._excluded(path), rule, mode)
+        if key is not None:
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[key] = decided
+        return decided
 
     def _allowed(self, identifier: str, path: str, rule: _Rule) -> bool:
         if rule.allow and not any(p.matches(identifier) for p in rule.allow):

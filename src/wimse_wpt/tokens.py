@@ -28,11 +28,18 @@ from joserfc import jws
 
 # Ed25519 is checked with libsodium (PyNaCl) where it imports: about half the CPU of OpenSSL's
 # Ed25519 verify (see bench/). cryptography (OpenSSL) checks it otherwise, under the same rules.
+# libsodium's crypto_sign_open is called through PyNaCl's own cffi binding: with NULL for the
+# message it only verifies (the C function allows it), where PyNaCl's wrapper allocates, zeroes
+# and copies the message on every call (a measurable share under a server; see bench/).
 try:
-    from nacl.bindings import crypto_sign_open as _sodium_open
-    from nacl.exceptions import BadSignatureError as _SodiumBadSignature
-except ImportError:  # PyNaCl absent, or its bundled libsodium cannot load
-    _sodium_open = None  # type: ignore[assignment]
+    import nacl.bindings  # noqa: F401  (its import runs sodium_init, which libsodium requires first)
+    from nacl._sodium import ffi as _sodium_ffi
+    from nacl._sodium import lib as _sodium_lib
+
+    _sodium_open = _sodium_lib.crypto_sign_open
+    _NULL = _sodium_ffi.NULL
+except (ImportError, AttributeError):  # PyNaCl absent, changed, or its libsodium cannot load
+    _sodium_open = None
 #: Which library verifies Ed25519 signatures in this process: "libsodium" or "cryptography".
 ED25519_BACKEND: Final = "cryptography" if _sodium_open is None else "libsodium"
 
@@ -65,15 +72,14 @@ def _ecdsa(hash_alg: hashes.HashAlgorithm, size: int) -> Callable[[Any], Verify]
 
     def make(public_key: ec.EllipticCurvePublicKey) -> Verify:
         algorithm = ec.ECDSA(Prehashed(hash_alg))
+        to_der = _der_signature if size <= _SHORT_FORM_SIZE else _der_signature_any
 
         def verify(message: bytes, signature: bytes) -> bool:
             # JWS carries r || s, each exactly the curve's size (RFC 7518 section 3.4).
             if len(signature) != 2 * size:
                 return False
-            r = int.from_bytes(signature[:size], "big")
-            s = int.from_bytes(signature[size:], "big")
             try:
-                public_key.verify(encode_dss_signature(r, s), digest(message).digest(), algorithm)
+                public_key.verify(to_der(signature, size), digest(message).digest(), algorithm)
             except InvalidSignature:
                 return False
             return True
@@ -81,6 +87,27 @@ def _ecdsa(hash_alg: hashes.HashAlgorithm, size: int) -> Callable[[Any], Verify]
         return verify
 
     return make
+
+
+# r || s as the DER SEQUENCE of two INTEGERs that OpenSSL reads: for P-256 and P-384 every
+# length fits DER's one-byte short form, so the bytes are laid out directly, at a third of
+# encode_dss_signature's cost with its two int conversions (a test holds both to the same
+# bytes). A wrong layout could only make OpenSSL refuse a signature, never accept one.
+_SHORT_FORM_SIZE: Final = 48
+
+
+def _der_signature(signature: bytes, size: int) -> bytes:
+    r = signature[:size].lstrip(b"\x00") or b"\x00"
+    s = signature[size:].lstrip(b"\x00") or b"\x00"
+    if r[0] & 0x80:  # a set high bit would read as negative: DER puts a zero byte first
+        r = b"\x00" + r
+    if s[0] & 0x80:
+        s = b"\x00" + s
+    return b"\x30%c\x02%c%b\x02%c%b" % (len(r) + len(s) + 4, len(r), r, len(s), s)
+
+
+def _der_signature_any(signature: bytes, size: int) -> bytes:
+    return encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
 
 
 # Ed25519 points whose y (sign bit cleared) is one of these have order 1, 2, 4 or 8 (libsodium's
@@ -96,19 +123,16 @@ def _is_small_order(encoded: bytes) -> bool:
 
 
 def _ed25519_libsodium(public_bytes: bytes) -> Verify:
-    sodium_open, bad_signature = _sodium_open, _SodiumBadSignature
-    assert sodium_open is not None
+    sodium_open, null = _sodium_open, _NULL
+    assert sodium_open is not None and len(public_bytes) == 32  # the C side reads exactly 32
 
     def verify(message: bytes, signature: bytes) -> bool:
         # crypto_sign_open reads the first 64 bytes as the signature: any other length would
         # move the boundary between signature and message.
         if len(signature) != 64:
             return False
-        try:
-            sodium_open(signature + message, public_bytes)
-        except bad_signature:
-            return False
-        return True
+        signed = signature + message
+        return sodium_open(null, null, signed, len(signed), public_bytes) == 0  # type: ignore[no-any-return]
 
     return verify
 
@@ -381,7 +405,8 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     """Strict JSON object from UTF-8 bytes: unique member names, no NaN, bounded nesting."""
     # Only a value with that many brackets can nest that deep: two C-speed counts, and the
     # exact (slower) walk only then, over at most max_token_bytes.
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+    # (A value no longer than the bound cannot hold more brackets than it: no count at all.)
+    if len(raw) > MAX_JSON_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
         try:
             too_deep = _json_depth(raw.decode("utf-8")) > MAX_JSON_DEPTH
         except ValueError:

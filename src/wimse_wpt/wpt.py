@@ -189,7 +189,7 @@ class WPTRules:
             aud = aud[0]  # RFC 7519 4.1.3 allows an array; a proof is bound to one target
         if not isinstance(aud, str):
             raise Reject("wpt-claim-invalid", "The aud claim must be a string or an array of one string.")
-        target = aud.partition("?")[0].partition("#")[0]
+        target = aud if "?" not in aud and "#" not in aud else aud.partition("?")[0].partition("#")[0]
         for origin in self.origins:
             if target == origin + path:
                 return
