@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from wimse_wpt import DevIssuer, SigningKey, TrustAnchors
+from wimse_wpt import wit as wit_module
+from wimse_wpt.problems import Reject
+from wimse_wpt.replay import replay_key
 from wimse_wpt.tokens import DEFAULT_ALGORITHMS, DEFAULT_MAX_TOKEN_BYTES
 from wimse_wpt.wit import WITValidator
 
@@ -111,3 +116,45 @@ async def test_expired_entries_go_before_any_live_one() -> None:
     assert all(scene.cached(t) for t in [*long, newest])
     assert not any(scene.cached(t) for t in short)
     assert not any(t in scene.validator._cache for t in short)  # gone, not only refused
+
+
+async def test_a_workload_whose_wit_verified_is_not_parsed_again(monkeypatch: Any) -> None:
+    parsed: list[object] = []
+    real = wit_module.parse_identifier
+    monkeypatch.setattr(wit_module, "parse_identifier", lambda value: parsed.append(value) or real(value))
+    scene = Scene(16)
+    first, second = scene.wit(), scene.wit()
+    await scene.insert(first)
+    await scene.insert(second)
+    assert parsed == [IDENTIFIER]
+    one, two = scene.validator.lookup(first, scene.now), scene.validator.lookup(second, scene.now)
+    assert one is not None and two is not None and one.identifier == two.identifier == IDENTIFIER
+    # The shared SHA-256 state is only ever copied: each WIT's replay keys stay those of its workload.
+    for wit in (one, two, one):
+        digest = wit.replay_prefix.copy()
+        digest.update(b"jti-1")
+        assert digest.digest() == replay_key(IDENTIFIER, "jti-1")
+
+
+async def test_only_a_workload_whose_wit_verified_is_remembered(monkeypatch: Any) -> None:
+    parsed: list[object] = []
+    real = wit_module.parse_identifier
+    monkeypatch.setattr(wit_module, "parse_identifier", lambda value: parsed.append(value) or real(value))
+    scene = Scene(16)
+    head, body, _ = scene.wit().decode().split(".")
+    forged = f"{head}.{body}.{'A' * 86}".encode()  # the right claims, not the issuer's signature
+    for _ in range(2):
+        with pytest.raises(Reject) as refused:
+            await scene.insert(forged)
+        assert refused.value.code == "wit-signature"
+    assert parsed == [IDENTIFIER, IDENTIFIER]
+
+
+async def test_remembered_workloads_are_bounded(monkeypatch: Any) -> None:
+    monkeypatch.setattr(wit_module, "_WORKLOADS_KEPT", 3)
+    scene = Scene(16)
+    for index in range(7):
+        token = scene.issuer.issue_wit(f"{IDENTIFIER}-{index}", scene.key, now=scene.now).encode()
+        await scene.insert(token)
+        assert scene.validator.lookup(token, scene.now).identifier == f"{IDENTIFIER}-{index}"  # type: ignore[union-attr]
+        assert len(scene.validator._workloads) <= 3

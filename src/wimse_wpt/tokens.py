@@ -213,7 +213,7 @@ def check_algorithms(algorithms: object) -> frozenset[str]:
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _COORDINATE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66, "Ed25519": 32, "Ed448": 57}
 _KEY_TYPES = frozenset({"EC", "OKP", "RSA"})
-_CURVES: dict[str, Any] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+_CURVES: dict[str, Any] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 _OKP: dict[str, Any] = {"Ed25519": ed25519.Ed25519PublicKey, "Ed448": ed448.Ed448PublicKey}
 
 
@@ -253,7 +253,7 @@ def _public_key(kty: str, crv: object, jwk: Mapping[str, Any]) -> Any:
     x, y = _member(jwk, "x"), _member(jwk, "y")
     if len(x) != size or len(y) != size:
         raise TokenError("key coordinates have the wrong length")
-    return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[crv](), b"\x04" + x + y)  # type: ignore[index]
+    return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[crv], b"\x04" + x + y)  # type: ignore[index]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -310,7 +310,7 @@ def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITH
         raise TokenError("symmetric keys are not accepted")
     if not isinstance(kty, str) or kty not in _KEY_TYPES:  # a list or object is unhashable
         raise TokenError("unsupported key type")
-    if _PRIVATE_MEMBERS.intersection(jwk):
+    if not _PRIVATE_MEMBERS.isdisjoint(jwk):
         raise TokenError("private key material is not accepted where a public key is expected")
     if jwk.get("use", "sig") != "sig":
         raise TokenError("key is not for signatures (use)")
