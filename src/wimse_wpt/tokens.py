@@ -303,7 +303,7 @@ def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITH
     RSA under 2048 bits, curves no allowed algorithm uses, an ``alg`` member that is not
     allowed or does not fit the key, and malformed or off-curve coordinates.
     """
-    if not isinstance(jwk, Mapping):
+    if type(jwk) is not dict and not isinstance(jwk, Mapping):
         raise TokenError("a JWK is a JSON object")
     kty = jwk.get("kty")
     if kty == "oct":
@@ -330,12 +330,16 @@ def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITH
     except (ValueError, TypeError, UnsupportedAlgorithm):
         # Off-curve points and impossible numbers, as cryptography reports them.
         raise TokenError("key could not be imported") from None
-    # With an alg member, only that algorithm can fit: no need to look at the others.
-    verifiers = {
-        name: spec.make_verify(raw)
-        for name in ((alg,) if alg is not None else algorithms)
-        if (spec := ALGORITHMS[name]).kty == kty and (kty == "RSA" or crv in spec.curves)
-    }
+    if alg is not None:  # only that algorithm can fit (a confirmation key's case: no loop)
+        spec = ALGORITHMS[alg]
+        fits = spec.kty == kty and (kty == "RSA" or crv in spec.curves)
+        verifiers = {alg: spec.make_verify(raw)} if fits else {}
+    else:
+        verifiers = {
+            name: spec.make_verify(raw)
+            for name in algorithms
+            if (spec := ALGORITHMS[name]).kty == kty and (kty == "RSA" or crv in spec.curves)
+        }
     if not verifiers:
         raise TokenError("key does not fit any allowed algorithm")
     return _new_public_key(kty, crv, kid, alg, dict(jwk), raw, verifiers)
