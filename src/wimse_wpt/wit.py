@@ -57,7 +57,9 @@ def _verified_wit(
     prefix: Any,
 ) -> VerifiedWIT:
     wit = object.__new__(VerifiedWIT)
-    set_identifier, set_domain, set_claims, set_key, set_alg, set_exp, set_generation, set_wth, set_source, set_prefix = _SET_FIELDS
+    (set_identifier, set_domain, set_claims, set_key, set_alg, set_exp, set_generation, set_wth, set_source, set_prefix) = (
+        _SET_FIELDS
+    )
     set_identifier(wit, identifier)
     set_domain(wit, trust_domain)
     set_claims(wit, claims)
