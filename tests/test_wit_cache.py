@@ -87,8 +87,8 @@ async def test_inserts_into_a_full_cache_look_at_a_bounded_number_of_entries() -
     assert CountingNow.compared <= 12 * inserts, CountingNow.compared / inserts
 
 
-async def test_the_cache_never_holds_more_than_its_size_and_evicts_the_oldest_first() -> None:
-    size = 32
+@pytest.mark.parametrize("size", [1, 3, 32])
+async def test_the_cache_never_holds_more_than_its_size_and_evicts_the_oldest_first(size: int) -> None:
     scene = Scene(size)
     tokens = []
     for _ in range(3 * size + 5):
