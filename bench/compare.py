@@ -1,6 +1,6 @@
 """This tree's verifier against an earlier commit's, side by side in one process.
 
-    .venv/bin/python bench/compare.py [git-ref]      (default: main)
+    .venv/bin/python bench/compare.py [git-ref [steady,cold,refuse,replay]]      (default: main, all)
 
 The ref's ``src/wimse_wpt`` is exported (``git archive``) to a temporary directory as the
 package ``wimse_wpt_ref`` (the package imports itself relatively, so it runs unchanged), and
@@ -56,6 +56,26 @@ def steady(ref: Any, alg: str) -> dict[str, float]:
 
     def side(verifier: Any) -> Callable[[int], Callable[[], None]]:
         return lambda _: scene.run_verifier(verifier, [micro.headers_for(scene.wit, p) for p in scene.proofs(micro.BATCH)])
+
+    return micro.side_by_side(side(new), side(old))
+
+
+def cold(ref: Any, alg: str) -> dict[str, float]:
+    """A new WIT (new confirmation key) on every request; both sides check the same requests."""
+    scene = micro.Scene(alg)
+    new, old = verifiers(ref, scene)
+    batches: dict[int, list[list[tuple[bytes, bytes]]]] = {}
+
+    def requests(repeat: int) -> list[list[tuple[bytes, bytes]]]:
+        if repeat not in batches:  # minted once per repeat, outside the timing, for both sides
+            batches.clear()
+            keys = [micro.SigningKey.generate(alg) for _ in range(micro.BATCH)]
+            wits = [scene.issuer.issue_wit("wimse://example.com/bench", key) for key in keys]
+            batches[repeat] = [micro.headers_for(w, micro.mint_wpt(k, w, micro.TARGET)) for k, w in zip(keys, wits, strict=True)]
+        return batches[repeat]
+
+    def side(verifier: Any) -> Callable[[int], Callable[[], None]]:
+        return lambda repeat: scene.run_verifier(verifier, requests(repeat))
 
     return micro.side_by_side(side(new), side(old))
 
@@ -119,17 +139,22 @@ def replay(ref: Any) -> dict[str, float]:
 
 def main() -> None:
     ref_name = sys.argv[1] if len(sys.argv) > 1 else "main"
+    only = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else {"steady", "cold", "refuse", "replay"}
     ref = export(ref_name)
     assert MemoryReplayCache is not ref.MemoryReplayCache
     print(f"new = this tree, ref = {ref_name}; CPU us per request, median of new/ref per-pair ratios")
-    for alg in ("Ed25519", "ES256"):
+    for alg in ("Ed25519", "ES256") if "steady" in only else ():
         r = steady(ref, alg)
         print(f"steady {alg:8}  new {r['us']:7.1f}  ref {r['baseline_us']:7.1f}  new/ref {r['ratio']:.3f}")
-    for alg in ("Ed25519",):
+    for alg in ("Ed25519", "ES256") if "cold" in only else ():
+        r = cold(ref, alg)
+        print(f"cold   {alg:8}  new {r['us']:7.1f}  ref {r['baseline_us']:7.1f}  new/ref {r['ratio']:.3f}")
+    for alg in ("Ed25519",) if "refuse" in only else ():
         for name, r in refusals(ref, alg).items():
             print(f"refuse {name:14} new {r['us']:6.1f}  ref {r['baseline_us']:6.1f}  new/ref {r['ratio']:.3f}")
-    r = replay(ref)
-    print(f"replay key+record  new {r['us']:6.2f}  ref {r['baseline_us']:6.2f}  new/ref {r['ratio']:.3f}")
+    if "replay" in only:
+        r = replay(ref)
+        print(f"replay key+record  new {r['us']:6.2f}  ref {r['baseline_us']:6.2f}  new/ref {r['ratio']:.3f}")
 
 
 if __name__ == "__main__":

@@ -444,3 +444,35 @@ def test_unknown_kid_refresh_is_bounded_by_min_refresh_and_checked() -> None:
     assert RemoteJWKS("https://issuer.example/jwks").unknown_kid_refresh == 5
     with pytest.raises(ValueError, match="unknown_kid_refresh"):
         RemoteJWKS("https://issuer.example/jwks", unknown_kid_refresh=-1)
+
+
+async def test_a_static_domains_key_once_found_is_found_again_without_asking(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wimse_wpt import StaticKeys
+    from wimse_wpt.problems import Reject
+
+    asked: list[str] = []
+    real_keys = StaticKeys.keys
+
+    async def counting(self: StaticKeys) -> Any:
+        asked.append("keys")
+        return await real_keys(self)
+
+    monkeypatch.setattr(StaticKeys, "keys", counting)
+    one, two = DevIssuer("example.com"), DevIssuer("example.com", kid="second")
+    both = {"keys": one.jwks["keys"] + two.jwks["keys"]}
+    anchors = TrustAnchors({"example.com": both, "other.example": [both, {"keys": []}]})
+    first = await anchors.find_key("example.com", one.kid, "ES256")
+    assert await anchors.find_key("example.com", one.kid, "ES256") is first
+    assert len(asked) == 1
+    assert (await anchors.find_key("example.com", "second", "ES256")).kid == "second"  # its own key
+    assert len(asked) == 2
+    for _ in range(2):  # refusals are never remembered: asked again every time
+        for kid in ("unknown", None):
+            with pytest.raises(Reject):
+                await anchors.find_key("example.com", kid, "ES256")  # unknown kid; two keys fit
+    assert len(asked) == 2 + 2 * 2
+    # Two sources for a domain: each lookup asks them (their keys may come from elsewhere).
+    del asked[:]
+    for _ in range(2):
+        await anchors.find_key("other.example", one.kid, "ES256")
+    assert len(asked) == 4

@@ -349,3 +349,33 @@ def test_the_der_layout_of_r_and_s_is_encode_dss_signatures(size: int) -> None:
         for s in rng.sample(halves, 12) + edges:
             expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
             assert _der_signature(r + s, size) == expected, (r + s).hex()
+
+
+@pytest.mark.parametrize("key_alg", ["ES256", "ES384", "Ed25519", "RS256"])
+def test_an_imported_key_fits_exactly_the_allowed_algorithms_of_its_type_curve_and_alg(key_alg: str) -> None:
+    from wimse_wpt import SigningKey
+    from wimse_wpt.tokens import ALGORITHMS
+
+    public = SigningKey.generate(key_alg).public_jwk()
+    public.pop("alg", None)
+    crv = public.get("crv")
+    for allowed in (frozenset(ALGORITHMS), frozenset({"ES256", "EdDSA", "PS256"}), frozenset({key_alg})):
+        for member in (None, *sorted(ALGORITHMS)):
+            jwk = public if member is None else dict(public, alg=member)
+            expected = {
+                name
+                for name, spec in ALGORITHMS.items()
+                if name in allowed
+                and spec.kty == public["kty"]
+                and (spec.kty == "RSA" or crv in spec.curves)
+                and member in (None, name)
+            }
+            if member is not None and member not in allowed or not expected:
+                with pytest.raises(TokenError):
+                    import_public_key(jwk, allowed)
+                continue
+            key = import_public_key(jwk, allowed)
+            assert {name for name in ALGORITHMS if key.fits(name)} == expected, (member, sorted(allowed))
+            assert (key.kty, key.crv, key.alg, dict(key.jwk)) == (public["kty"], crv, member, jwk)
+            with pytest.raises(AttributeError):  # frozen, however it was built
+                key.alg = "none"  # type: ignore[misc]

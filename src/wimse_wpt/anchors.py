@@ -392,6 +392,10 @@ class TrustAnchors:
                 item if isinstance(item, KeySource) else StaticKeys(item, algs) for item in items
             )
         self.trust_domains = frozenset(self._sources)
+        # Domains whose one source is a StaticKeys: keys that never change, so the key found for
+        # a (kid, alg) is the one found again. Remembered only once found: bounded by the keys.
+        self._static = frozenset(d for d, s in self._sources.items() if len(s) == 1 and type(s[0]) is StaticKeys)
+        self._found: dict[tuple[str, str | None, str], PublicKey] = {}
 
     @classmethod
     def from_config(
@@ -459,6 +463,9 @@ class TrustAnchors:
         With ``kid`` the key is chosen by it; without, the domain's keys must fit ``alg``
         unambiguously. A source that cannot say which keys to trust refuses (fail closed).
         """
+        static = trust_domain in self._static and (kid is None or type(kid) is str)
+        if static and (key := self._found.get((trust_domain, kid, alg))) is not None:
+            return key
         sources = self._sources.get(trust_domain)
         if not sources:
             raise Reject("wit-trust-domain", "The workload's trust domain is not trusted here.")
@@ -467,6 +474,8 @@ class TrustAnchors:
             # An unknown kid may mean the issuer rotated: ask the sources to look again.
             found, unavailable = await self._gather(sources, kid, alg, refresh=True)
         if len(found) == 1:
+            if static:
+                self._found[trust_domain, kid, alg] = found[0]
             return found[0]
         if not found and unavailable:
             raise Reject(

@@ -17,7 +17,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -69,9 +69,10 @@ def _ecdsa(hash_alg: hashes.HashAlgorithm, size: int) -> Callable[[Any], Verify]
     # The message hashed by hashlib and handed over as prehashed: the same check, and about
     # a microsecond less than cryptography hashing it (see bench/).
     digest = getattr(hashlib, hash_alg.name)
+    # One for every key: built per key, it was ~2 us of each new confirmation key's import.
+    algorithm = ec.ECDSA(Prehashed(hash_alg))
 
     def make(public_key: ec.EllipticCurvePublicKey) -> Verify:
-        algorithm = ec.ECDSA(Prehashed(hash_alg))
         to_der = _der_signature if size <= _SHORT_FORM_SIZE else _der_signature_any
 
         def verify(message: bytes, signature: bytes) -> bool:
@@ -237,7 +238,7 @@ def check_algorithms(algorithms: object) -> frozenset[str]:
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _COORDINATE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66, "Ed25519": 32, "Ed448": 57}
 _KEY_TYPES = frozenset({"EC", "OKP", "RSA"})
-_CURVES: dict[str, Any] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+_CURVES: dict[str, Any] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 _OKP: dict[str, Any] = {"Ed25519": ed25519.Ed25519PublicKey, "Ed448": ed448.Ed448PublicKey}
 
 
@@ -277,7 +278,7 @@ def _public_key(kty: str, crv: object, jwk: Mapping[str, Any]) -> Any:
     x, y = _member(jwk, "x"), _member(jwk, "y")
     if len(x) != size or len(y) != size:
         raise TokenError("key coordinates have the wrong length")
-    return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[crv](), b"\x04" + x + y)  # type: ignore[index]
+    return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[crv], b"\x04" + x + y)  # type: ignore[index]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -300,6 +301,26 @@ class PublicKey:
         return check is not None and check(message, signature)
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__; a key imported for
+# every new WIT is built by its slots' own setters instead (the same object, about a microsecond less).
+_SET_KEY_FIELDS = tuple(getattr(PublicKey, f.name).__set__ for f in fields(PublicKey))
+
+
+def _new_public_key(
+    kty: str, crv: str | None, kid: str | None, alg: str | None, jwk: Mapping[str, Any], raw: Any, verifiers: Mapping[str, Verify]
+) -> PublicKey:
+    key = object.__new__(PublicKey)
+    set_kty, set_crv, set_kid, set_alg, set_jwk, set_raw, set_verifiers = _SET_KEY_FIELDS
+    set_kty(key, kty)
+    set_crv(key, crv)
+    set_kid(key, kid)
+    set_alg(key, alg)
+    set_jwk(key, jwk)
+    set_raw(key, raw)
+    set_verifiers(key, verifiers)
+    return key
+
+
 def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITHMS) -> PublicKey:
     """Import one public signature JWK, refusing anything a verifier must not trust.
 
@@ -307,14 +328,14 @@ def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITH
     RSA under 2048 bits, curves no allowed algorithm uses, an ``alg`` member that is not
     allowed or does not fit the key, and malformed or off-curve coordinates.
     """
-    if not isinstance(jwk, Mapping):
+    if type(jwk) is not dict and not isinstance(jwk, Mapping):
         raise TokenError("a JWK is a JSON object")
     kty = jwk.get("kty")
     if kty == "oct":
         raise TokenError("symmetric keys are not accepted")
     if not isinstance(kty, str) or kty not in _KEY_TYPES:  # a list or object is unhashable
         raise TokenError("unsupported key type")
-    if _PRIVATE_MEMBERS.intersection(jwk):
+    if not _PRIVATE_MEMBERS.isdisjoint(jwk):
         raise TokenError("private key material is not accepted where a public key is expected")
     if jwk.get("use", "sig") != "sig":
         raise TokenError("key is not for signatures (use)")
@@ -334,16 +355,19 @@ def import_public_key(jwk: object, algorithms: frozenset[str] = DEFAULT_ALGORITH
     except (ValueError, TypeError, UnsupportedAlgorithm):
         # Off-curve points and impossible numbers, as cryptography reports them.
         raise TokenError("key could not be imported") from None
-    verifiers = {
-        name: ALGORITHMS[name].make_verify(raw)
-        for name in sorted(algorithms)
-        if ALGORITHMS[name].kty == kty
-        and (kty == "RSA" or crv in ALGORITHMS[name].curves)
-        and (alg is None or alg == name)
-    }
+    if alg is not None:  # only that algorithm can fit (a confirmation key's case: no loop)
+        spec = ALGORITHMS[alg]
+        fits = spec.kty == kty and (kty == "RSA" or crv in spec.curves)
+        verifiers = {alg: spec.make_verify(raw)} if fits else {}
+    else:
+        verifiers = {
+            name: spec.make_verify(raw)
+            for name in algorithms
+            if (spec := ALGORITHMS[name]).kty == kty and (kty == "RSA" or crv in spec.curves)
+        }
     if not verifiers:
         raise TokenError("key does not fit any allowed algorithm")
-    return PublicKey(kty, crv, kid, alg, dict(jwk), raw, verifiers)
+    return _new_public_key(kty, crv, kid, alg, dict(jwk), raw, verifiers)
 
 
 # --- compact JWS ---------------------------------------------------------------------------
