@@ -348,6 +348,8 @@ async def test_a_remembered_routing_decision_is_that_of_its_own_path_raw_path_an
     for _ in range(2):  # the second pass is answered from what the first remembered
         assert await guarded.request("/static/pub/x", **under_root) == (400, "wit-missing")
         assert await guarded.request("/static/pub/x") == (200, "served")
+        # The same path, another raw_path: an escaped "/" is its own (refused) decision.
+        assert await guarded.request("/static/pub%2Fx") == (400, "path-ambiguous")
         assert await guarded.request("/static/secret/x", OTHER) == (403, "workload-forbidden")
         assert await guarded.request("/static/secret/x", OPS) == (200, "served")
         assert await guarded.request("/static/pub/../secret/x") == (400, "path-ambiguous")  # never remembered

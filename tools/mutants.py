@@ -171,6 +171,20 @@ MUTANTS: list[Mutant] = [
     M("rule-under-exclusion-accepted", "middleware.py", "if self._is_open(pattern.base):", "if False:",
       ("tests/test_attack_h12.py",)),
     M("dev-issuer-file-unchecked", "devissuer.py", "        _check_private(path)", "        pass", ("tests/test_attack_h12.py",)),
+    # --- issue 9: the fast paths of the steady and cold verifications ---------------------------
+    M("route-memo-ignores-root-path", "middleware.py", 'key = (scope["path"], raw, scope.get("root_path", ""))',
+      'key = (scope["path"], raw, "")', ("tests/test_paths.py",)),
+    M("route-memo-ignores-raw-path", "middleware.py", 'key = (scope["path"], raw, scope.get("root_path", ""))',
+      'key = (scope["path"], None, scope.get("root_path", ""))', ("tests/test_paths.py",)),
+    M("route-memo-unbounded", "middleware.py", "if len(self._routes) >= _ROUTES_KEPT:", "if False:",
+      ("tests/test_paths.py",)),
+    M("der-high-bit-unpadded", "tokens.py", "if r[0] & 0x80:  # a set high bit", "if False:  # a set high bit",
+      ("tests/test_tokens.py", "tests/test_vectors.py")),
+    M("libsodium-verdict-inverted", "tokens.py", "return sodium_open(null, null, signed, len(signed), public_bytes) == 0",
+      "return sodium_open(null, null, signed, len(signed), public_bytes) != -2", ("tests/test_ed25519_backends.py",)),
+    M("workload-of-without-workload", "fastapi.py",
+      'raise VerificationError(_refusal(request, "wit-missing", "This route needs a verified workload."))', "pass",
+      ("tests/test_middleware.py",)),
 ]
 
 
