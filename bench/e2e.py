@@ -30,7 +30,7 @@ from wimse_wpt import DevIssuer, SigningKey, mint_wpt
 HERE = Path(__file__).resolve().parent
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 SECONDS = int(os.environ.get("BENCH_E2E_SECONDS", 3 if QUICK else 6))
-ROUNDS = int(os.environ.get("BENCH_E2E_ROUNDS", 2 if QUICK else 3))
+ROUNDS = int(os.environ.get("BENCH_E2E_ROUNDS", 2 if QUICK else 5))
 WARM_UP_SECONDS = 1
 CONNECTIONS = 16
 MODES = ("off", "on", "naive", "floor")
@@ -220,8 +220,11 @@ def summarize(label: str, results: dict[str, list[dict[str, float]]]) -> dict[st
             print(f"WARNING: {label}, mode {mode}: {summary[mode]['non_2xx']} responses were not 2xx", file=sys.stderr)
 
     # Ratios per round (the modes of one round ran side by side), then the median.
+    def ratios(a: str, b: str) -> list[float]:
+        return [round(x["rps"] / y["rps"], 3) for x, y in zip(results[a], results[b], strict=True)]
+
     def ratio(a: str, b: str) -> float:
-        return round(statistics.median(x["rps"] / y["rps"] for x, y in zip(results[a], results[b], strict=True)), 3)
+        return round(statistics.median(ratios(a, b)), 3)
 
     summary["on_vs_off"] = ratio("on", "off")
     summary["floor_vs_off"] = ratio("floor", "off")
@@ -233,6 +236,8 @@ def summarize(label: str, results: dict[str, list[dict[str, float]]]) -> dict[st
         for on, off, floor in zip(results["on"], results["off"], results["floor"], strict=True)
     ]
     summary["cpu_added_vs_verify"] = round(statistics.median(added), 3)
+    # Each round's own figures: how far apart runs of the same hour are on this machine.
+    summary["rounds"] = {"on_vs_floor": ratios("on", "floor"), "cpu_added_vs_verify": [round(a, 3) for a in added]}
     def cpu_over_off(mode: str) -> float:
         return round(statistics.median(x["cpu_us"] - o["cpu_us"] for x, o in zip(results[mode], results["off"], strict=True)), 1)
 

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import gc
+import heapq
 import os
 import secrets
 import statistics
@@ -374,11 +375,35 @@ def _memory_replay_cache(maxsize: int, timer: Callable[[], float]) -> Callable[[
     return lambda key, ttl: cache.check_and_record_sync(key, ttl, "wimse://example.com/bench")
 
 
+def _dict_heap_reference(maxsize: int, timer: Callable[[], float]) -> Callable[[bytes, float], bool]:
+    """Not cachetools, for reference only (the design keeps the replay cache on cachetools): a
+    dict of expiries and a heap of (expiry, key), what a cache written for this one job costs."""
+    expiries: dict[bytes, float] = {}
+    heap: list[tuple[float, bytes]] = []
+
+    def check(key: bytes, ttl: float) -> bool:
+        now = timer()
+        while heap and heap[0][0] <= now:
+            expires, old = heapq.heappop(heap)
+            if expiries.get(old) == expires:
+                del expiries[old]
+        if expiries.get(key, 0.0) > now:
+            return False
+        if len(expiries) >= maxsize:
+            raise _Full
+        expiries[key] = expires = now + ttl
+        heapq.heappush(heap, (expires, key))
+        return True
+
+    return check
+
+
 REPLAY_VARIANTS: dict[str, Callable[[int, Callable[[], float]], Callable[[bytes, float], bool]]] = {
     "memory_replay_cache": _memory_replay_cache,
     "tlru_value_ttl": _tlru_value_ttl,
     "tlru_value_expiry": _tlru_value_expiry,
     "ttl_fixed_value_none": _ttl_fixed,
+    "dict_heap_not_cachetools": _dict_heap_reference,
 }
 
 

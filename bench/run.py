@@ -198,6 +198,11 @@ def table(results: dict[str, Any]) -> str:
                 f"{e['cpu_added_vs_verify']}x ({verdict(key, 'cpu_added_vs_verify', e['cpu_added_vs_verify']) or 'no target'}); "
                 f"on / off = {e['on_vs_off']}x; on / naive = {e['on_vs_naive']}x"
             )
+            if "rounds" in e:
+                rounds = e["rounds"]
+                lines.append(f"(medians of {len(rounds['on_vs_floor'])} rounds; each round's on / floor: "
+                             f"{', '.join(map(str, rounds['on_vs_floor']))}; CPU ratio: "
+                             f"{', '.join(map(str, rounds['cpu_added_vs_verify']))})")
         else:
             lines.append(f"on / off = {e['on_vs_off']}x; on / naive = {e['on_vs_naive']}x; floor / off = {e['floor_vs_off']}x")
     if results.get("partial_run"):

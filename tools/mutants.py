@@ -138,8 +138,8 @@ MUTANTS: list[Mutant] = [
       "return isinstance(claim, str) and claim.isascii() and hmac.compare_digest(claim, expected)",
       "return isinstance(claim, str)"),
     M("header-cache-skips-structure", "claims.py",
-      'if not (dot and header_b64 and payload_b64 and signature_b64) or b"." in signature_b64 or len(token) > max_bytes:',
-      "if not dot:"),
+      "if len(parts) != 3 or not (parts[0] and parts[1] and parts[2]):", "if len(parts) < 3:",
+      also=(('parts = token.split(b".", 3) if len(token) <= max_bytes else ()', 'parts = token.split(b".", 3)'),)),
     M("header-verdict-refusal-forgotten", "claims.py", "if type(rest) is str:", "if False:"),
     # (HeaderVerdicts.split's own size check is a second line: every caller caps the field first.)
     M("field-size-checked-after-comma-scan", "headers.py", "if values and len(values[0]) > max_bytes:", "if False:"),
