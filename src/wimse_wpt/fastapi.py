@@ -84,9 +84,12 @@ def _refusal(request: HTTPConnection, code: str, detail: str) -> Problem:
 
 
 def workload_of(request: HTTPConnection) -> VerifiedWorkload:
-    """The verified workload of this request, refused exactly as the ``Workload`` dependency
-    refuses: the same check without FastAPI's dependency resolution, which costs more per
-    request than the middleware's own Python (README, Benchmarks). For hot routes."""
+    """The verified workload of this request, refused as the ``Workload`` dependency refuses:
+    the same check without FastAPI's dependency resolution, which costs more per request than
+    the middleware's own Python (README, Benchmarks). For hot routes without parameters: it runs
+    in the handler, after FastAPI validated them, where the dependency refuses before (a request
+    the middleware let through unverified, in report-only or optional mode or on an excluded
+    route, would meet FastAPI's 422 first)."""
     found = verified_workload(request.scope)
     if found is None:
         # The route was excluded from the middleware, or the middleware is not installed.
