@@ -32,7 +32,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(PIP) install --group lint
-	$(BIN)/ruff check src
+	$(BIN)/ruff check src bench tests tools examples
 	$(BIN)/mypy src
 
 # Options: make bench BENCH_QUICK=1 (smoke run), BENCH_ONLY=steady,e2e_standard, BENCH_E2E=0 (see bench/run.py).

@@ -33,7 +33,9 @@ SECONDS = int(os.environ.get("BENCH_E2E_SECONDS", 3 if QUICK else 6))
 ROUNDS = int(os.environ.get("BENCH_E2E_ROUNDS", 2 if QUICK else 5))
 WARM_UP_SECONDS = 1
 CONNECTIONS = 16
-MODES = ("off", "on", "naive", "floor")
+# BENCH_E2E_REFERENCE=1 adds a reference mode: the replay check off cachetools (not shipped).
+REFERENCE = os.environ.get("BENCH_E2E_REFERENCE") == "1"
+MODES = ("off", "on", "naive", "floor", *(("on_dict_heap",) if REFERENCE else ()))
 # name in results.json -> (uvicorn options, label)
 SETUPS = {
     "e2e": (["--loop", "asyncio", "--http", "h11"], "uvicorn plain: asyncio + h11"),
@@ -243,4 +245,15 @@ def summarize(label: str, results: dict[str, list[dict[str, float]]]) -> dict[st
 
     summary["cpu_added_us"] = cpu_over_off("on")
     summary["cpu_verify_us"] = cpu_over_off("floor")
+    if "on_dict_heap" in results:  # the reference: what the same figures would be off cachetools
+        reference = [
+            (ref["cpu_us"] - off["cpu_us"]) / max(1e-9, floor["cpu_us"] - off["cpu_us"])
+            for ref, off, floor in zip(results["on_dict_heap"], results["off"], results["floor"], strict=True)
+        ]
+        summary["reference_dict_heap"] = {
+            "on_vs_floor": ratio("on_dict_heap", "floor"),
+            "cpu_added_vs_verify": round(statistics.median(reference), 3),
+            "cpu_added_us": cpu_over_off("on_dict_heap"),
+            "rounds_cpu_added_vs_verify": [round(r, 3) for r in reference],
+        }
     return summary

@@ -1,6 +1,8 @@
 """The example endpoint in three modes for the end-to-end benchmark (BENCH_MODE):
 ``on`` is examples/service.py itself; ``off`` the same endpoint without the middleware;
-``naive`` the middleware driven by the naive joserfc verifier."""
+``naive`` the middleware driven by the naive joserfc verifier; ``on_dict_heap`` (a reference,
+only with BENCH_E2E_REFERENCE=1) is ``on`` with its replay check on a dict and a heap instead
+of cachetools, to measure in the server what keeping the replay cache on cachetools costs."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ sys.path.insert(0, str(HERE))
 
 MODE = os.environ.get("BENCH_MODE", "on")
 
-if MODE == "on":
+if MODE in ("on", "on_dict_heap"):
     from service import app, verifier  # noqa: E402,F401
 
     from wimse_wpt import MemoryReplayCache  # noqa: E402
@@ -26,6 +28,13 @@ if MODE == "on":
     # share of one sender (a tenth of 100,000 entries) would answer most of them 429 after the
     # first seconds, and the run would time refusals. Room for every proof of the run instead.
     verifier.replay_cache = MemoryReplayCache(2_000_000, max_per_workload=2_000_000)
+    if MODE == "on_dict_heap":  # reference only, never shipped: the design keeps cachetools
+        import time
+
+        from micro import _dict_heap_reference  # noqa: E402
+
+        check = _dict_heap_reference(2_000_000, time.time)
+        verifier._record_sync = lambda key, ttl, _workload: check(key, ttl)
 elif MODE == "off":
     app = FastAPI()
 
@@ -81,7 +90,7 @@ elif MODE == "floor":
         await bare(scope, receive, send)
 
 else:
-    raise SystemExit(f"BENCH_MODE must be on, off, naive or floor, not {MODE!r}")
+    raise SystemExit(f"BENCH_MODE must be on, off, naive, floor or on_dict_heap, not {MODE!r}")
 
 
 if MODE != "floor":

@@ -136,7 +136,8 @@ class Scene:
         self.loop = asyncio.new_event_loop()
 
     def verifier(self, cls: type[Verifier] = Verifier) -> Verifier:
-        return cls({"example.com": self.issuer.jwks}, [ORIGIN], replay_cache=MemoryReplayCache(2_000_000, max_per_workload=2_000_000))
+        cache = MemoryReplayCache(2_000_000, max_per_workload=2_000_000)
+        return cls({"example.com": self.issuer.jwks}, [ORIGIN], replay_cache=cache)
 
     def proofs(self, count: int, wit: str | None = None, key: SigningKey | None = None) -> list[str]:
         return [mint_wpt(key or self.key, wit or self.wit, TARGET) for _ in range(count)]

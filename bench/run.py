@@ -7,6 +7,8 @@ Options (environment variables, also as `make bench BENCH_QUICK=1`):
                        earlier results.json that were not re-measured are kept as they were)
   BENCH_E2E=0          skip both end-to-end set-ups (they install wrk from Debian when missing)
   BENCH_E2E_SECONDS, BENCH_E2E_ROUNDS   length of each wrk run, and rounds per set-up
+  BENCH_E2E_REFERENCE=1  adds a reference mode to each set-up: the replay check on a dict and a
+                       heap instead of cachetools (not shipped), to measure what cachetools costs
   REDIS_URL            adds the Redis-backed replay check, side by side with the in-memory one
 """
 
@@ -203,6 +205,12 @@ def table(results: dict[str, Any]) -> str:
                 lines.append(f"(medians of {len(rounds['on_vs_floor'])} rounds; each round's on / floor: "
                              f"{', '.join(map(str, rounds['on_vs_floor']))}; CPU ratio: "
                              f"{', '.join(map(str, rounds['cpu_added_vs_verify']))})")
+            if "reference_dict_heap" in e:
+                r = e["reference_dict_heap"]
+                lines.append(f"reference, the replay check on a dict and a heap instead of cachetools (not shipped): "
+                             f"on / floor = {r['on_vs_floor']}x; CPU added {r['cpu_added_us']} us, "
+                             f"{r['cpu_added_vs_verify']}x the floor's verify (rounds: "
+                             f"{', '.join(map(str, r['rounds_cpu_added_vs_verify']))})")
         else:
             lines.append(f"on / off = {e['on_vs_off']}x; on / naive = {e['on_vs_naive']}x; floor / off = {e['floor_vs_off']}x")
     if results.get("partial_run"):

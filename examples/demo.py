@@ -101,7 +101,8 @@ def run(origin: str, port: int, workdir: Path) -> None:
             show("proof for another audience", plain.post("/path", json={}, headers={**headers, "Workload-Proof-Token": wrong}))
 
             old_wit = issuer.issue_wit(IDENTIFIER, key, now=time.time() - 7200, lifetime=3600)
-            expired = {"Workload-Identity-Token": old_wit, "Workload-Proof-Token": mint_wpt(key, old_wit, target, allow_expired_wit=True)}
+            stale_proof = mint_wpt(key, old_wit, target, allow_expired_wit=True)
+            expired = {"Workload-Identity-Token": old_wit, "Workload-Proof-Token": stale_proof}
             show("expired WIT", plain.post("/path", json={}, headers=expired))
 
             stranger = SigningKey.generate("ES256")

@@ -221,7 +221,9 @@ async def test_an_rsa_confirmation_key_with_a_huge_exponent_is_refused() -> None
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX file ownership and modes")
-@pytest.mark.parametrize(("dir_mode", "file_mode"), [(0o777, 0o600), (0o757, 0o600), (0o755, 0o644), (0o700, 0o660), (0o700, 0o604)])
+@pytest.mark.parametrize(
+    ("dir_mode", "file_mode"), [(0o777, 0o600), (0o757, 0o600), (0o755, 0o644), (0o700, 0o660), (0o700, 0o604)]
+)
 def test_a_dev_issuer_file_another_local_user_could_have_written_is_refused(
     tmp_path: Path, dir_mode: int, file_mode: int
 ) -> None:

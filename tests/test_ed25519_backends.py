@@ -176,6 +176,18 @@ def rfc8032_cofactorless(public: bytes, message: bytes, signature: bytes) -> boo
 # --- which backend runs -------------------------------------------------------------------------
 
 
+def test_the_backend_is_libsodium_exactly_when_pynacl_imports() -> None:
+    """The suite runs twice in CI: here, and with PyNaCl made unimportable (.ci/without-pynacl),
+    where every Ed25519 check of the suite then goes through cryptography."""
+    try:
+        import nacl.bindings  # noqa: F401
+    except ImportError:
+        assert (tokens.ED25519_BACKEND, tokens._sodium_open) == ("cryptography", None)
+    else:
+        assert tokens.ED25519_BACKEND == "libsodium"
+        assert tokens._sodium_open is not None
+
+
 @needs_pynacl
 def test_libsodium_verifies_ed25519_when_pynacl_imports() -> None:
     assert tokens.ED25519_BACKEND == "libsodium"

@@ -68,7 +68,8 @@ MUTANTS: list[Mutant] = [
     M("cnf-alg-outside-allow-list", "wit.py", "if not isinstance(alg, str) or alg not in self.algorithms:",
       "if not isinstance(alg, str):"),
     # Exact patterns stay exact (for exclusions and route rules alike: one PathPattern serves both).
-    M("exact-pattern-as-prefix", "paths.py", "            return path == self.base", "            return path.startswith(self.base)",
+    M("exact-pattern-as-prefix", "paths.py",
+      "            return path == self.base", "            return path.startswith(self.base)",
       ("tests/test_middleware.py", "tests/test_paths.py")),
     M("prefix-pattern-misses-its-own-base", "paths.py",
       'return path.startswith(self.base) or (self.base.endswith("/") and path == self.base[:-1])',
@@ -156,7 +157,8 @@ MUTANTS: list[Mutant] = [
     # --- replay -------------------------------------------------------------------------------------
     M("replay-unchecked", "verifier.py", "if not first:", "if False:"),
     M("replay-key-without-jti", "verifier.py", 'key.update(jti.encode("utf-8", "surrogatepass"))', "pass"),
-    M("replay-raw-contains-only", "replay.py", "if _stored_key(entries, key) and key in entries:", "if _stored_key(entries, key):",
+    M("replay-raw-contains-only", "replay.py",
+      "if _stored_key(entries, key) and key in entries:", "if _stored_key(entries, key):",
       ("tests/test_replay_quota.py", "tests/test_wpt.py")),
     M("problem-cache-ignores-detail", "verifier.py", "key = (reject.code, reject.detail)", "key = (reject.code, '')"),
     # --- the h12 attack review ---------------------------------------------------------------
