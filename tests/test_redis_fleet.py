@@ -240,7 +240,9 @@ async def _until_served(cache: RedisReplayCache, slots: range, ttl: float, timeo
     pytest.fail(f"not served again within {timeout} s: {Counter(outcomes)}")
 
 
-async def test_a_lost_cluster_master_fails_closed_then_opens_a_loss_window_unless_durable(farm: Farm) -> None:
+async def test_a_lost_cluster_master_fails_closed_then_opens_a_loss_window_unless_durable(
+    farm: Farm, caplog: pytest.LogCaptureFixture
+) -> None:
     first, second, third, replica = farm.cluster(3, replicas_of_first=1)
     url = cluster_url([first, second, third])
     window = 3.0  # max_ttl: the longest entry this cache records
@@ -275,10 +277,18 @@ async def test_a_lost_cluster_master_fails_closed_then_opens_a_loss_window_unles
     # possible loss (its writes may not all have reached the replica), so the cache refuses every
     # check for max_ttl (503 replay-store-unsafe), then serves again: the same client, no restart.
     outcomes = await _until_served(cache, SLOTS[0], window)
-    assert outcomes[0] == "ReplayStoreUnavailable" and "ReplayStoreUnsafe" in outcomes
+    served_at = time.time()
+    assert outcomes[0] == "ReplayStoreUnavailable" and outcomes[-1] == "accepted"
     assert "replay" not in outcomes
     assert replica.info("replication")["role"] == "master"
-    assert cache.stats.losses.get("restart", 0) >= 1 and cache.stats.unsafe_refusals >= 1
+    assert cache.stats.losses.get("restart", 0) >= 1
+    assert cache.stats.unsafe_refusals == outcomes.count("ReplayStoreUnsafe")
+    # Nothing is accepted within the window: checks that reach the promoted replica in it are
+    # refused as unsafe, and a cluster still converging when the window ends has refused every
+    # check in it as unavailable, which is as closed (seen in CI on 2026-12-07: no unsafe refusal).
+    opened = [r.created for r in caplog.records if "refusing every proof for" in r.getMessage()]
+    assert opened, "the loss was not reported"
+    assert "ReplayStoreUnsafe" in outcomes or served_at >= opened[0] + window - 0.05
     assert not await check(cache, kept, window)  # acknowledged by the replica: not forgotten
     assert (await _until_served(cache, SLOTS[1], window))[-1] == "accepted"  # every master serves again
     # durable=True with WAIT: the promoted replica held every acknowledged record, so its new
