@@ -27,6 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples"))
+sys.path.insert(0, str(HERE))
 
 from wimse_wpt import DevIssuer, MemoryReplayCache, SigningKey, VerifiedWorkload, mint_wpt  # noqa: E402
 
@@ -41,6 +42,7 @@ os.environ.update(WIMSE_TRUST_ANCHORS=str(_anchors), WIMSE_ORIGINS=ORIGIN, WIMSE
 
 import service  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
+from micro import StatusRecorder, post_path_scope, receive_json_body  # noqa: E402
 
 # As bench/e2e_app.py: room for every proof of the run.
 service.verifier.replay_cache = MemoryReplayCache(2_000_000, max_per_workload=2_000_000)
@@ -62,35 +64,21 @@ def scopes(n: int) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
         proof = mint_wpt(KEY, WIT, ORIGIN + "/path", lifetime=280)
-        out.append({
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-            "scheme": "http", "path": "/path", "raw_path": b"/path", "query_string": b"", "root_path": "",
-            "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "state": {},
-            "headers": [
-                (b"host", b"127.0.0.1:8000"), (b"workload-identity-token", WIT.encode()),
-                (b"content-type", b"application/json"), (b"workload-proof-token", proof.encode()),
-                (b"content-length", b"2"),
-            ],
-        })
+        out.append(post_path_scope([
+            (b"host", b"127.0.0.1:8000"), (b"workload-identity-token", WIT.encode()),
+            (b"content-type", b"application/json"), (b"workload-proof-token", proof.encode()),
+            (b"content-length", b"2"),
+        ], state={}))
     return out
 
 
-async def receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"{}", "more_body": False}
-
-
-statuses: list[int] = []
-
-
-async def send(message: dict[str, Any]) -> None:
-    if message["type"] == "http.response.start":
-        statuses.append(message["status"])
+send = StatusRecorder()
 
 
 async def cpu_per_request(app: Any, batch: list[dict[str, Any]]) -> float:
     started = time.thread_time()
     for scope in batch:
-        await app(scope, receive, send)
+        await app(scope, receive_json_body, send)
     return (time.thread_time() - started) / len(batch) * 1e6
 
 
@@ -112,8 +100,8 @@ async def main() -> None:
             runs["verify stubbed"].append(await cpu_per_request(service.app, batch))
         finally:
             service.verifier.verify = verify  # type: ignore[method-assign]
-    if set(statuses) != {200}:
-        raise SystemExit(f"not every request was answered 200: {sorted(set(statuses))}")
+    if set(send.statuses) != {200}:
+        raise SystemExit(f"not every request was answered 200: {sorted(set(send.statuses))}")
     medians = {mode: statistics.median(values) for mode, values in runs.items()}
     for mode, values in runs.items():
         print(f"{mode:>15}: {medians[mode]:6.1f} us CPU/request (rounds: {', '.join(f'{v:.1f}' for v in values)})")

@@ -125,6 +125,31 @@ def side_by_side(
     }
 
 
+def post_path_scope(headers: list[tuple[bytes, bytes]], **extra: Any) -> dict[str, Any]:
+    """A POST /path as uvicorn hands it to the app (for benchmarks that call an app in process)."""
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/path", "raw_path": b"/path", "query_string": b"", "root_path": "",
+        "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "headers": headers, **extra,
+    }
+
+
+async def receive_json_body() -> dict[str, Any]:
+    """An ASGI receive: the request's whole body, ``{}``."""
+    return {"type": "http.request", "body": b"{}", "more_body": False}
+
+
+class StatusRecorder:
+    """An ASGI send that keeps the status of every response."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.statuses.append(message["status"])
+
+
 class Scene:
     """One trust domain and one workload with fresh proofs on demand."""
 
@@ -488,37 +513,27 @@ def fastapi_dependency() -> dict[str, float]:
     async def call(request: Request) -> dict[str, str]:
         return {"workload": workload_of(request).identifier}
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    statuses: list[int] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
+    send = StatusRecorder()
 
     def side(app: Any) -> Callable[[int], Callable[[], None]]:
         def prepare(_: int) -> Callable[[], None]:
+            headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"), (b"content-length", b"2")]
             scopes = [
-                {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/path", "raw_path": b"/path", "query_string": b"", "root_path": "",
-                 "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
-                 "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"), (b"content-length", b"2")],
-                 "state": {"workload": found}, SCOPE_KEY: Judged(verifier.profile)}
+                post_path_scope(list(headers), state={"workload": found}, **{SCOPE_KEY: Judged(verifier.profile)})
                 for _ in range(BATCH)
             ]
 
             async def serve_all() -> None:
                 for scope in scopes:
-                    await app(scope, receive, send)
+                    await app(scope, receive_json_body, send)
 
             return lambda: scene.loop.run_until_complete(serve_all())
 
         return prepare
 
     result = side_by_side(side(by_dependency), side(by_call))
-    if set(statuses) != {200}:
-        raise RuntimeError(f"the FastAPI endpoints answered {sorted(set(statuses))}")
+    if set(send.statuses) != {200}:
+        raise RuntimeError(f"the FastAPI endpoints answered {sorted(set(send.statuses))}")
     return {"dependency_us": result["us"], "workload_of_us": result["baseline_us"], "ratio": result["ratio"],
             "added_us": round(result["us"] - result["baseline_us"], 1)}
 
