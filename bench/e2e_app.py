@@ -1,4 +1,4 @@
-"""The example endpoint in three modes for the end-to-end benchmark (BENCH_MODE):
+"""The example endpoint in the end-to-end benchmark's modes (BENCH_MODE), ``floor`` described below:
 ``on`` is examples/service.py itself; ``off`` the same endpoint without the middleware;
 ``naive`` the middleware driven by the naive joserfc verifier; ``on_dict_heap`` (a reference,
 only with BENCH_E2E_REFERENCE=1) is ``on`` with its replay check on a dict and a heap instead
