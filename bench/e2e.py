@@ -232,24 +232,24 @@ def summarize(label: str, results: dict[str, list[dict[str, float]]]) -> dict[st
     summary["floor_vs_off"] = ratio("floor", "off")
     summary["on_vs_naive"] = ratio("on", "naive")
     summary["on_vs_floor"] = ratio("on", "floor")
-    # Server CPU the middleware adds per request, over the CPU the floor's one raw verify adds.
-    added = [
-        (on["cpu_us"] - off["cpu_us"]) / max(1e-9, floor["cpu_us"] - off["cpu_us"])
-        for on, off, floor in zip(results["on"], results["off"], results["floor"], strict=True)
-    ]
-    summary["cpu_added_vs_verify"] = round(statistics.median(added), 3)
-    # Each round's own figures: how far apart runs of the same hour are on this machine.
-    summary["rounds"] = {"on_vs_floor": ratios("on", "floor"), "cpu_added_vs_verify": [round(a, 3) for a in added]}
+    # Server CPU a mode adds per request, over the CPU the floor's one raw verify adds.
+    def cpu_vs_verify(mode: str) -> list[float]:
+        return [
+            (x["cpu_us"] - off["cpu_us"]) / max(1e-9, floor["cpu_us"] - off["cpu_us"])
+            for x, off, floor in zip(results[mode], results["off"], results["floor"], strict=True)
+        ]
+
     def cpu_over_off(mode: str) -> float:
         return round(statistics.median(x["cpu_us"] - o["cpu_us"] for x, o in zip(results[mode], results["off"], strict=True)), 1)
 
+    added = cpu_vs_verify("on")
+    summary["cpu_added_vs_verify"] = round(statistics.median(added), 3)
+    # Each round's own figures: how far apart runs of the same hour are on this machine.
+    summary["rounds"] = {"on_vs_floor": ratios("on", "floor"), "cpu_added_vs_verify": [round(a, 3) for a in added]}
     summary["cpu_added_us"] = cpu_over_off("on")
     summary["cpu_verify_us"] = cpu_over_off("floor")
     if "on_dict_heap" in results:  # the reference: what the same figures would be off cachetools
-        reference = [
-            (ref["cpu_us"] - off["cpu_us"]) / max(1e-9, floor["cpu_us"] - off["cpu_us"])
-            for ref, off, floor in zip(results["on_dict_heap"], results["off"], results["floor"], strict=True)
-        ]
+        reference = cpu_vs_verify("on_dict_heap")
         summary["reference_dict_heap"] = {
             "on_vs_floor": ratio("on_dict_heap", "floor"),
             "cpu_added_vs_verify": round(statistics.median(reference), 3),
